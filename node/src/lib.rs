@@ -1,0 +1,1 @@
+//! leasemesh-node: the daemon.

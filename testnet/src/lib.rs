@@ -1,0 +1,1 @@
+//! leasemesh-testnet: local meshes, the chain devnet and the demo.
