@@ -60,8 +60,10 @@ pub enum AnchorError {
 #[allow(async_fn_in_trait)]
 pub trait Anchor {
     /// Builds the bytes to submit for `batch`. Must not send anything.
-    async fn prepare(&mut self, batch: &Signed<SettlementBatch>)
-        -> Result<PreparedAnchor, AnchorError>;
+    async fn prepare(
+        &mut self,
+        batch: &Signed<SettlementBatch>,
+    ) -> Result<PreparedAnchor, AnchorError>;
 
     /// Sends the prepared bytes (again, if called twice).
     async fn submit(&mut self, prepared: &PreparedAnchor) -> Result<(), AnchorError>;

@@ -1,6 +1,23 @@
 //! leasemesh-settlement: accrual, netting, settlement batches, the journal and the anchor
 //! backends (the embedded [`ledger`] and, later, a Cosmos chain).
 //!
-//! No networking of its own beyond what a backend needs; no libp2p.
+//! - [`accrual`] and [`batch`]: pure functions from lease events and heartbeats to a signed-ready
+//!   [`SettlementBatch`](leasemesh_protocol::SettlementBatch) with netted payments, its Merkle
+//!   root and lease inclusion proofs.
+//! - [`anchor`]: the trait every settlement backend implements.
+//! - [`ledger`]: [`LocalLedger`](ledger::LocalLedger), the embedded default backend (sled).
+//! - [`journal`]: [`Journal`](journal::Journal), which writes each step to sled before taking the
+//!   next so that a crash never pays twice and never loses a payment.
+//! - [`samples`]: deterministic fleets of leases for tests, benches and demos.
+//!
+//! No networking of its own beyond what a backend needs; no libp2p. The library never spawns a
+//! runtime or a task: it awaits backends and `tokio::time::sleep` inside the caller's runtime.
 
+pub mod accrual;
 pub mod anchor;
+pub mod batch;
+#[cfg(feature = "cosmos")]
+pub mod cosmos;
+pub mod journal;
+pub mod ledger;
+pub mod samples;

@@ -1,0 +1,385 @@
+//! The batch builder and lease inclusion proofs. Pure: no clock, no store.
+//!
+//! A batch holds, for every lease that changed in the period, its `LeaseOpened` (first batch
+//! only), `Accrual` and `LeaseClosed` records, plus one netted `Payment` per
+//! (tenant_address, provider_address, denom): the sum of that triple's accruals. Records are in
+//! canonical order (sorted by their derived `Ord`, no duplicates) and the Merkle root is
+//! [`leasemesh_protocol::merkle::root`] over them, so the batch passes
+//! `SettlementBatch::validate` and is ready for [`Signed::sign`](leasemesh_protocol::Signed::sign).
+//!
+//! A [`LeaseProof`] carries every record of one lease in a batch (and the payment that covers
+//! it) with a Merkle proof each; a light client checks it against the anchored root with
+//! [`verify_lease_proof`] and nothing else.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use leasemesh_protocol::merkle::{self, Proof};
+use leasemesh_protocol::{
+    Hash, Id, PublicKey, SettlementBatch, SettlementRecord, PROTOCOL_VERSION,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::accrual::LeaseAccrual;
+
+/// The batch fields that do not come from the accruals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchHeader {
+    pub settler: PublicKey,
+    /// 1 for the first batch, then +1 per anchored batch.
+    pub sequence: u64,
+    /// Id of the previous batch, [`Hash::ZERO`] for the first.
+    pub prev_batch: Id,
+    pub created_at_ms: u64,
+}
+
+/// Why a batch could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    #[error("lease {0} appears twice in the batch input: pass one accrual per lease")]
+    DuplicateLease(Id),
+    #[error("netted payment {tenant} -> {provider} in {denom} overflows 128 bits")]
+    Overflow { tenant: String, provider: String, denom: String },
+}
+
+/// The key payments are netted under.
+pub type PaymentKey = (String, String, String);
+
+/// Sums accrual amounts per (tenant_address, provider_address, denom). Zero sums are dropped.
+pub fn net_payments(accruals: &[LeaseAccrual]) -> Result<BTreeMap<PaymentKey, u128>, BatchError> {
+    let mut net: BTreeMap<PaymentKey, u128> = BTreeMap::new();
+    for a in accruals {
+        let t = &a.terms;
+        let key =
+            (t.tenant_address.clone(), t.provider_address.clone(), t.price_per_hour.denom.clone());
+        let slot = net.entry(key).or_insert(0);
+        *slot = slot.checked_add(a.amount).ok_or_else(|| BatchError::Overflow {
+            tenant: t.tenant_address.clone(),
+            provider: t.provider_address.clone(),
+            denom: t.price_per_hour.denom.clone(),
+        })?;
+    }
+    net.retain(|_, v| *v > 0);
+    Ok(net)
+}
+
+/// Builds the unsigned batch body from one accrual per lease.
+pub fn build_batch(
+    header: &BatchHeader,
+    accruals: &[LeaseAccrual],
+) -> Result<SettlementBatch, BatchError> {
+    let mut seen = BTreeSet::new();
+    for a in accruals {
+        if !seen.insert(a.terms.lease_id) {
+            return Err(BatchError::DuplicateLease(a.terms.lease_id));
+        }
+    }
+    let mut records: Vec<SettlementRecord> =
+        accruals.iter().flat_map(LeaseAccrual::records).collect();
+    for ((tenant_address, provider_address, denom), amount) in net_payments(accruals)? {
+        records.push(SettlementRecord::Payment { tenant_address, provider_address, denom, amount });
+    }
+    records.sort();
+    // One accrual per lease and one payment per triple already make records unique; dedup
+    // keeps the invariant even for an accrual whose records coincide (none today).
+    records.dedup();
+    Ok(SettlementBatch {
+        version: PROTOCOL_VERSION,
+        settler: header.settler,
+        sequence: header.sequence,
+        prev_batch: header.prev_batch,
+        created_at_ms: header.created_at_ms,
+        merkle_root: merkle::root(&records),
+        records,
+    })
+}
+
+/// The lease a record belongs to; `None` for payments (netted over many leases).
+pub fn record_lease(record: &SettlementRecord) -> Option<&Id> {
+    match record {
+        SettlementRecord::LeaseOpened { lease_id, .. }
+        | SettlementRecord::Accrual { lease_id, .. }
+        | SettlementRecord::LeaseClosed { lease_id, .. } => Some(lease_id),
+        SettlementRecord::Payment { .. } => None,
+    }
+}
+
+/// The netted payments of a batch, in record order.
+pub fn payments(batch: &SettlementBatch) -> Vec<(PaymentKey, u128)> {
+    batch
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            SettlementRecord::Payment { tenant_address, provider_address, denom, amount } => {
+                Some(((tenant_address.clone(), provider_address.clone(), denom.clone()), *amount))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// One record and the Merkle proof that it is a leaf under the batch root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvenRecord {
+    pub record: SettlementRecord,
+    pub proof: Proof,
+}
+
+/// Everything a light client needs to check that a lease is in an anchored batch: its records
+/// (and the payment that carried its accrual) with a Merkle proof each. Serializes to JSON with
+/// ids and hashes as hex and amounts as decimal strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseProof {
+    pub lease_id: Id,
+    pub batch_sequence: u64,
+    /// The root the proofs lead to; compare it with the anchored root, not just with itself.
+    pub merkle_root: Hash,
+    pub records: Vec<ProvenRecord>,
+}
+
+/// Builds the proof for `lease_id` in `batch`, or `None` if the batch has no record of it.
+pub fn prove_lease(batch: &SettlementBatch, lease_id: &Id) -> Option<LeaseProof> {
+    let wanted: Vec<usize> = batch
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| record_lease(r) == Some(lease_id))
+        .map(|(i, _)| i)
+        .collect();
+    if wanted.is_empty() {
+        return None;
+    }
+    // The payment for the lease's triple, if the lease accrued anything in this batch.
+    let triple =
+        wanted.iter().find_map(|&i| match &batch.records[i] {
+            SettlementRecord::Accrual {
+                tenant_address, provider_address, denom, amount, ..
+            } if *amount > 0 => Some((tenant_address, provider_address, denom)),
+            _ => None,
+        });
+    let payment = triple.and_then(|(t, p, d)| {
+        batch.records.iter().position(|r| {
+            matches!(r, SettlementRecord::Payment { tenant_address, provider_address, denom, .. }
+                if tenant_address == t && provider_address == p && denom == d)
+        })
+    });
+    let leaves: Vec<Hash> = batch.records.iter().map(merkle::leaf_hash).collect();
+    let records = wanted
+        .into_iter()
+        .chain(payment)
+        .map(|i| {
+            merkle::prove(&leaves, i)
+                .map(|proof| ProvenRecord { record: batch.records[i].clone(), proof })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(LeaseProof {
+        lease_id: *lease_id,
+        batch_sequence: batch.sequence,
+        merkle_root: batch.merkle_root,
+        records,
+    })
+}
+
+/// True if every record of the proof is a leaf under `root`, the proof names `root`, at least
+/// one record is about the lease, every non-payment record is about the lease, and any payment
+/// is the one for the lease's (tenant, provider, denom).
+pub fn verify_lease_proof(proof: &LeaseProof, root: &Hash) -> bool {
+    if proof.merkle_root != *root || proof.records.is_empty() {
+        return false;
+    }
+    let mut indices = BTreeSet::new();
+    let mut lease_records = 0usize;
+    let mut triple: Option<(&String, &String, &String)> = None;
+    let mut payment: Option<(&String, &String, &String)> = None;
+    for pr in &proof.records {
+        if !pr.proof.verify(&pr.record, root) || !indices.insert(pr.proof.index) {
+            return false;
+        }
+        match &pr.record {
+            SettlementRecord::Payment { tenant_address, provider_address, denom, .. } => {
+                if payment.is_some() {
+                    return false;
+                }
+                payment = Some((tenant_address, provider_address, denom));
+            }
+            other => {
+                if record_lease(other) != Some(&proof.lease_id) {
+                    return false;
+                }
+                lease_records += 1;
+                match other {
+                    SettlementRecord::LeaseOpened {
+                        tenant_address,
+                        provider_address,
+                        price_per_hour,
+                        ..
+                    } => triple = Some((tenant_address, provider_address, &price_per_hour.denom)),
+                    SettlementRecord::Accrual {
+                        tenant_address, provider_address, denom, ..
+                    } => triple = Some((tenant_address, provider_address, denom)),
+                    _ => {}
+                }
+            }
+        }
+    }
+    if lease_records == 0 {
+        return false;
+    }
+    match payment {
+        None => true,
+        Some(p) => triple == Some(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accrual::{AccrualCursor, LeaseEnd, LeaseTerms};
+    use leasemesh_protocol::{samples, CloseReason, Coin, Signable, Signed};
+    use proptest::prelude::*;
+
+    fn accrual(lease: u32, tenant: u32, provider: u32, denom: &str, amount: u128) -> LeaseAccrual {
+        let lease_id = Hash::domain("test/lease", &[&lease.to_be_bytes()]);
+        LeaseAccrual {
+            terms: LeaseTerms {
+                lease_id,
+                order_id: Hash::domain("test/order", &[&lease.to_be_bytes()]),
+                tenant_address: format!("tenant{tenant}"),
+                provider_address: format!("provider{provider}"),
+                price_per_hour: Coin::new(denom, 1_000),
+                lease_term_ms: 3_600_000,
+                grace_period_ms: 60_000,
+            },
+            opened_at_ms: (lease % 2 == 0).then_some(1_000),
+            from_ms: 1_000,
+            to_ms: 2_000 + u64::from(lease),
+            amount,
+            closed: (lease % 3 == 0)
+                .then_some(LeaseEnd { at_ms: 5_000, reason: CloseReason::TenantClosed }),
+            cursor: AccrualCursor {
+                started_at_ms: 1_000,
+                accrued_to_ms: 2_000,
+                accrued_amount: amount,
+                closed: lease % 3 == 0,
+            },
+        }
+    }
+
+    fn header() -> BatchHeader {
+        BatchHeader {
+            settler: samples::settler_key().public(),
+            sequence: 1,
+            prev_batch: Hash::ZERO,
+            created_at_ms: 10_000,
+        }
+    }
+
+    #[test]
+    fn builds_a_valid_signable_batch_with_one_payment_per_triple() {
+        let accruals = vec![
+            accrual(1, 1, 1, "uakt", 100),
+            accrual(2, 1, 1, "uakt", 50),
+            accrual(3, 1, 1, "inj", 7),
+            accrual(4, 2, 1, "uakt", 0),
+            accrual(5, 1, 2, "uakt", 1),
+        ];
+        let batch = build_batch(&header(), &accruals).unwrap();
+        batch.validate().unwrap();
+        let signed = Signed::sign(batch.clone(), &samples::settler_key());
+        Signed::<SettlementBatch>::decode_verified(&signed.encode()).unwrap();
+        let pays = payments(&batch);
+        assert_eq!(
+            pays,
+            vec![
+                (("tenant1".into(), "provider1".into(), "inj".into()), 7),
+                (("tenant1".into(), "provider1".into(), "uakt".into()), 150),
+                (("tenant1".into(), "provider2".into(), "uakt".into()), 1),
+            ]
+        );
+        // Payments come last, after every lease record.
+        assert!(matches!(batch.records.last(), Some(SettlementRecord::Payment { .. })));
+        assert_eq!(
+            build_batch(&header(), &[accrual(1, 1, 1, "uakt", 1), accrual(1, 2, 2, "uakt", 1)]),
+            Err(BatchError::DuplicateLease(accrual(1, 1, 1, "uakt", 1).terms.lease_id))
+        );
+    }
+
+    #[test]
+    fn proof_round_trips_through_json_and_names_the_payment() {
+        let accruals = vec![accrual(1, 1, 1, "uakt", 100), accrual(2, 1, 1, "uakt", 50)];
+        let batch = build_batch(&header(), &accruals).unwrap();
+        let lease = accruals[0].terms.lease_id;
+        let proof = prove_lease(&batch, &lease).unwrap();
+        let json = serde_json::to_string(&proof).unwrap();
+        assert!(json.contains(&lease.to_hex()) && json.contains("\"150\""), "{json}");
+        let back: LeaseProof = serde_json::from_str(&json).unwrap();
+        assert!(verify_lease_proof(&back, &batch.merkle_root));
+        assert!(matches!(back.records.last().unwrap().record, SettlementRecord::Payment { .. }));
+        assert!(prove_lease(&batch, &Hash::domain("test/lease", &[b"none"])).is_none());
+        // Not valid against another root, nor with records of another lease mixed in.
+        assert!(!verify_lease_proof(&back, &Hash::ZERO));
+        let other = prove_lease(&batch, &accruals[1].terms.lease_id).unwrap();
+        let mut mixed = back.clone();
+        mixed.records.push(other.records[0].clone());
+        assert!(!verify_lease_proof(&mixed, &batch.merkle_root));
+        // A payment for another triple is refused.
+        let mut payment_only = back.clone();
+        payment_only.records.retain(|r| matches!(r.record, SettlementRecord::Payment { .. }));
+        assert!(!verify_lease_proof(&payment_only, &batch.merkle_root));
+    }
+
+    fn arb_accruals() -> impl Strategy<Value = Vec<LeaseAccrual>> {
+        proptest::collection::vec(
+            (0u32..5, 0u32..4, prop_oneof!["uakt", "inj"], 0u128..1_000_000_000_000),
+            1..60,
+        )
+        .prop_map(|v| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (t, p, d, a))| accrual(i as u32, t, p, &d, a))
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// Netting keeps every (tenant, provider, denom) total and makes one payment per triple.
+        #[test]
+        fn netting_preserves_totals(accruals in arb_accruals()) {
+            let batch = build_batch(&header(), &accruals).unwrap();
+            let mut expected: BTreeMap<PaymentKey, u128> = BTreeMap::new();
+            for a in &accruals {
+                let k = (a.terms.tenant_address.clone(), a.terms.provider_address.clone(),
+                    a.terms.price_per_hour.denom.clone());
+                *expected.entry(k).or_default() += a.amount;
+            }
+            expected.retain(|_, v| *v > 0);
+            let got: BTreeMap<PaymentKey, u128> = payments(&batch).into_iter().collect();
+            prop_assert_eq!(got.len(), payments(&batch).len());
+            prop_assert_eq!(got, expected);
+            // Accrual records sum to the same total as payments.
+            let accrued: u128 = batch.records.iter().map(|r| match r {
+                SettlementRecord::Accrual { amount, .. } => *amount, _ => 0 }).sum();
+            let paid: u128 = payments(&batch).iter().map(|(_, a)| a).sum();
+            prop_assert_eq!(accrued, paid);
+        }
+
+        /// Every lease's proof verifies; changing any record of it makes it fail.
+        #[test]
+        fn proofs_verify_and_tampering_fails(accruals in arb_accruals(), pick in any::<usize>()) {
+            let batch = build_batch(&header(), &accruals).unwrap();
+            for a in &accruals {
+                let proof = prove_lease(&batch, &a.terms.lease_id).unwrap();
+                prop_assert!(verify_lease_proof(&proof, &batch.merkle_root));
+                let mut bad = proof.clone();
+                let i = pick % bad.records.len();
+                match &mut bad.records[i].record {
+                    SettlementRecord::LeaseOpened { started_at_ms, .. } => *started_at_ms += 1,
+                    SettlementRecord::Accrual { amount, .. } => *amount += 1,
+                    SettlementRecord::LeaseClosed { closed_at_ms, .. } => *closed_at_ms -= 1,
+                    SettlementRecord::Payment { amount, .. } => *amount -= 1,
+                }
+                prop_assert!(!verify_lease_proof(&bad, &batch.merkle_root));
+            }
+        }
+    }
+}
