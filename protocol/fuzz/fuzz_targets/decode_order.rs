@@ -1,0 +1,13 @@
+//! Decoding a order from arbitrary bytes never panics; whatever decodes re-encodes to the same bytes.
+#![no_main]
+
+use leasemesh_protocol::{Order, Signed};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(signed) = Signed::<Order>::decode(data) {
+        assert_eq!(signed.encode(), data);
+        let _ = signed.verify();
+        let _ = signed.id();
+    }
+});

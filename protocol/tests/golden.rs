@@ -1,0 +1,101 @@
+//! Golden tests: the wire bytes and ids of fixed sample objects, compared with checked-in hex.
+//! A failure here means the wire format changed: that breaks every deployed node. If the change
+//! is intended, regenerate with `LEASEMESH_UPDATE_GOLDEN=1 cargo test -p leasemesh-protocol
+//! --test golden` and say why in the commit.
+
+use std::path::PathBuf;
+
+use leasemesh_protocol::{samples, Signable, Signed};
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// Compares `name.hex` (wire bytes) and `name.id` (id) with the sample, or writes them.
+fn check<T: Signable + std::fmt::Debug + PartialEq>(name: &str, signed: Signed<T>) {
+    let bytes = hex::encode(signed.encode());
+    let id = signed.id().to_hex();
+    let hex_path = golden_dir().join(format!("{name}.hex"));
+    let id_path = golden_dir().join(format!("{name}.id"));
+    if std::env::var_os("LEASEMESH_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&hex_path, format!("{bytes}\n")).unwrap();
+        std::fs::write(&id_path, format!("{id}\n")).unwrap();
+        return;
+    }
+    let want_bytes = std::fs::read_to_string(&hex_path).unwrap();
+    let want_id = std::fs::read_to_string(&id_path).unwrap();
+    assert_eq!(bytes, want_bytes.trim(), "{name}: wire bytes changed");
+    assert_eq!(id, want_id.trim(), "{name}: id changed");
+    // And the checked-in bytes decode, verify and give back the same object.
+    let raw = hex::decode(want_bytes.trim()).unwrap();
+    let decoded = Signed::<T>::decode_verified(&raw).unwrap();
+    assert_eq!(decoded, signed);
+}
+
+#[test]
+fn order() {
+    check("order", samples::signed_order());
+}
+
+#[test]
+fn bid() {
+    check("bid", samples::signed_bid());
+}
+
+#[test]
+fn provider_info() {
+    check("provider_info", samples::signed_provider_info());
+}
+
+#[test]
+fn heartbeat() {
+    check("heartbeat", Signed::sign(samples::heartbeat(), &samples::provider_key()));
+}
+
+#[test]
+fn match_batch() {
+    check("match_batch", Signed::sign(samples::match_batch(), &samples::settler_key()));
+}
+
+#[test]
+fn lease_event() {
+    check("lease_event", Signed::sign(samples::lease_event(), &samples::provider_key()));
+}
+
+#[test]
+fn settlement_batch() {
+    check("settlement_batch", Signed::sign(samples::settlement_batch(), &samples::settler_key()));
+}
+
+#[test]
+fn manifest_hash_and_lease_id() {
+    let path = golden_dir().join("derived.txt");
+    let got = format!(
+        "manifest_hash {}\nlease_id {}\nmerkle_root {}\n",
+        samples::manifest().hash(),
+        samples::award().lease_id(),
+        samples::settlement_batch().merkle_root,
+    );
+    if std::env::var_os("LEASEMESH_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).unwrap();
+        return;
+    }
+    assert_eq!(got, std::fs::read_to_string(&path).unwrap(), "derived hashes changed");
+}
+
+/// Keys derived from labels must not drift either: every golden depends on them.
+#[test]
+fn sample_keys_are_fixed() {
+    let path = golden_dir().join("keys.txt");
+    let got = format!(
+        "tenant {}\nprovider {}\nsettler {}\n",
+        samples::tenant_key().public(),
+        samples::provider_key().public(),
+        samples::settler_key().public()
+    );
+    if std::env::var_os("LEASEMESH_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).unwrap();
+        return;
+    }
+    assert_eq!(got, std::fs::read_to_string(&path).unwrap(), "sample keys changed");
+}
