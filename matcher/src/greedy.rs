@@ -1,0 +1,231 @@
+//! The matching rule: a deterministic greedy pass with capacity-aware packing.
+//!
+//! 1. [`prepare`](crate::prepare) sorts and deduplicates every input list and lists each order's
+//!    bids cheapest first (equal prices in the order of a salted hash of the bid id).
+//! 2. Orders are taken scarcest first: fewest eligible bids, then the largest (total CPU of all
+//!    replicas), then a salted hash of the order id. An order with few options that came late
+//!    would otherwise find its only providers full; measured against the exact optimum (see
+//!    [`crate::exact`]) this order closes most of the gap a plain by-id order leaves.
+//! 3. Each order tries its eligible bids cheapest first and takes the first whose provider can
+//!    place every replica now. Placement is first fit over the provider's hosts in name order
+//!    (CPU-only groups try hosts without free GPUs first, so GPU hosts keep their CPU for GPU
+//!    work); a GPU replica takes all its GPUs from one pool of identical devices, the smallest
+//!    acceptable VRAM first. If any replica does not fit, everything placed for the order is given
+//!    back (all or none).
+//!
+//! # Clearing price: pay-as-bid
+//! The award's price is the winning bid's price. Second price was considered and rejected: with
+//! capacity limits and all-or-none multi-group orders, a provider's bid also decides which other
+//! orders it can still win, so the second price is not truthful here either (that would take VCG
+//! payments over the whole epoch, which are expensive and easy to game with fake bids), and it
+//! makes a tenant's price depend on a competitor's bid the tenant never sees. Pay-as-bid is what
+//! providers on Akash already expect: the tenant pays exactly what the winning provider signed.
+
+use std::collections::BTreeMap;
+
+use leasemesh_protocol::{Assignment, Award};
+
+use crate::input::EpochInput;
+use crate::outcome::{EpochOutcome, Unmatched, UnmatchedReason};
+use crate::prepare::{
+    prepare, GroupReq, POrder, PProvider, STAGE_ELIGIBLE, STAGE_OVER_PRICE, STAGE_PLACEMENT,
+};
+
+/// Marks a placement without GPUs in [`Placed::pool`].
+const NO_POOL: u32 = u32::MAX;
+
+/// `k` replicas of group `group` placed on `host` (taking GPUs from `pool`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placed {
+    pub group: u32,
+    pub host: u32,
+    pub pool: u32,
+    pub k: u64,
+}
+
+/// Matches one epoch. Pure and deterministic: the same inputs, in any order, give the same
+/// outcome and digest on every machine.
+pub fn match_epoch(input: &EpochInput) -> EpochOutcome {
+    let mut prep = prepare(input);
+    let seq = processing_order(&prep.orders);
+    let mut awards: Vec<Award> = Vec::new();
+    let mut unmatched: Vec<Unmatched> = Vec::new();
+    let mut log: Vec<Placed> = Vec::new();
+    let mut tried: Vec<u32> = Vec::new();
+    for oi in seq {
+        let o = &prep.orders[oi as usize];
+        let mut won = None;
+        if o.eligible > 0 && o.groups.iter().all(|g| g.satisfiable) {
+            tried.clear();
+            let cands = prep.cands.get(o.cands.0 as usize..o.cands.1 as usize).unwrap_or(&[]);
+            for c in cands {
+                if c.stage != STAGE_ELIGIBLE || tried.contains(&c.provider) {
+                    continue;
+                }
+                tried.push(c.provider);
+                let Some(p) = prep.providers.get_mut(c.provider as usize) else { continue };
+                log.clear();
+                if place(p, &o.groups, &mut log) {
+                    won = Some(*c);
+                    break;
+                }
+            }
+        }
+        match won {
+            Some(c) => {
+                let p = &prep.providers[c.provider as usize];
+                let (bid_id, bid) = prep.bids[c.bid as usize];
+                awards.push(Award {
+                    order_id: o.id,
+                    bid_id,
+                    provider: p.key,
+                    price_per_hour: bid.price_per_hour.clone(),
+                    assignments: assignments(p, &o.groups, &log),
+                });
+            }
+            None => unmatched.push(Unmatched { order_id: o.id, reason: reason(o) }),
+        }
+    }
+    awards.sort_by_key(|a| a.order_id);
+    unmatched.sort();
+    let mut outcome = EpochOutcome {
+        order_ids: prep.ids.order_ids,
+        bid_ids: prep.ids.bid_ids,
+        provider_info_ids: prep.ids.provider_info_ids,
+        inputs_digest: prep.inputs_digest,
+        awards,
+        unmatched,
+        excluded: prep.excluded,
+        digest: Default::default(),
+    };
+    outcome.digest = outcome.compute_digest();
+    outcome
+}
+
+pub(crate) fn reason(o: &POrder<'_>) -> UnmatchedReason {
+    match o.best_stage {
+        STAGE_ELIGIBLE => UnmatchedReason::Capacity,
+        STAGE_PLACEMENT => UnmatchedReason::Placement,
+        STAGE_OVER_PRICE => UnmatchedReason::OverPrice,
+        _ => UnmatchedReason::NoBids,
+    }
+}
+
+/// Indices of the orders in the order they are taken: fewest eligible bids, largest, rank.
+pub(crate) fn processing_order(orders: &[POrder<'_>]) -> Vec<u32> {
+    let mut seq: Vec<u32> = (0..orders.len() as u32).collect();
+    seq.sort_unstable_by(|&a, &b| {
+        let (x, y) = (&orders[a as usize], &orders[b as usize]);
+        x.eligible
+            .cmp(&y.eligible)
+            .then(y.size.cmp(&x.size))
+            .then(x.rank.cmp(&y.rank))
+            .then(x.id.cmp(&y.id))
+    });
+    seq
+}
+
+/// Places every replica of every group on the provider's hosts, or nothing. On success the
+/// provider's free capacity is reduced and `log` says where each replica went.
+pub(crate) fn place(p: &mut PProvider<'_>, groups: &[GroupReq], log: &mut Vec<Placed>) -> bool {
+    for (gi, g) in groups.iter().enumerate() {
+        let mut remaining = u64::from(g.count);
+        // CPU-only groups: hosts without free GPUs first (pass 0), then the others (pass 1).
+        let passes: &[u8] = if g.gpu.is_some() { &[2] } else { &[0, 1] };
+        for &pass in passes {
+            for (hi, h) in p.hosts.iter_mut().enumerate() {
+                if remaining == 0 {
+                    break;
+                }
+                if pass < 2 && h.has_free_gpus() != (pass == 1) {
+                    continue;
+                }
+                let n = g.fit_without_gpus(h).min(remaining);
+                if n == 0 {
+                    continue;
+                }
+                match &g.gpu {
+                    None => {
+                        g.take(h, n);
+                        remaining -= n;
+                        log.push(Placed { group: gi as u32, host: hi as u32, pool: NO_POOL, k: n });
+                    }
+                    Some(req) => {
+                        let mut left = n;
+                        let mut taken = 0u64;
+                        for (pi, pool) in h.pools.iter_mut().enumerate() {
+                            if left == 0 {
+                                break;
+                            }
+                            if !req.accepts(pool) {
+                                continue;
+                            }
+                            let k = u64::from(pool.free / req.units.max(1)).min(left);
+                            if k == 0 {
+                                continue;
+                            }
+                            pool.free -= (k as u32) * req.units;
+                            left -= k;
+                            taken += k;
+                            log.push(Placed {
+                                group: gi as u32,
+                                host: hi as u32,
+                                pool: pi as u32,
+                                k,
+                            });
+                        }
+                        g.take(h, taken);
+                        remaining -= taken;
+                    }
+                }
+            }
+        }
+        if remaining > 0 {
+            undo(p, groups, log);
+            return false;
+        }
+    }
+    true
+}
+
+/// Gives back everything in `log`.
+pub(crate) fn undo(p: &mut PProvider<'_>, groups: &[GroupReq], log: &mut Vec<Placed>) {
+    for pl in log.drain(..).rev() {
+        let (Some(g), Some(h)) = (groups.get(pl.group as usize), p.hosts.get_mut(pl.host as usize))
+        else {
+            continue;
+        };
+        g.give(h, pl.k);
+        if let (Some(req), Some(pool)) = (&g.gpu, h.pools.get_mut(pl.pool as usize)) {
+            pool.free = pool.free.saturating_add((pl.k as u32).saturating_mul(req.units));
+        }
+    }
+}
+
+/// The award's assignments: one per (group, host, GPU model), sorted.
+pub(crate) fn assignments(
+    p: &PProvider<'_>,
+    groups: &[GroupReq],
+    log: &[Placed],
+) -> Vec<Assignment> {
+    let mut merged: BTreeMap<(u32, &str, Option<&str>, u32), u64> = BTreeMap::new();
+    for pl in log {
+        let Some(h) = p.hosts.get(pl.host as usize) else { continue };
+        let units =
+            groups.get(pl.group as usize).and_then(|g| g.gpu.as_ref()).map_or(0, |r| r.units);
+        let model = h.pools.get(pl.pool as usize).map(|pool| pool.model_name);
+        *merged.entry((pl.group, h.name, model, units)).or_insert(0) += pl.k;
+    }
+    let mut out: Vec<Assignment> = merged
+        .into_iter()
+        .map(|((group, host, model, units), k)| Assignment {
+            group,
+            host: host.to_string(),
+            replicas: u32::try_from(k).unwrap_or(u32::MAX),
+            gpu_model: model.map(str::to_string),
+            gpus_per_replica: units,
+        })
+        .collect();
+    out.sort();
+    out
+}
