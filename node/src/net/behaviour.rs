@@ -1,0 +1,122 @@
+//! The libp2p stack of a node: transports (TCP and QUIC, noise, yamux), and the behaviours
+//! (connection limits, block list, gossipsub, Kademlia, identify, ping, mDNS, pull sync).
+
+use std::time::Duration;
+
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    allow_block_list, connection_limits, gossipsub, identify, identity, kad, mdns, noise, ping,
+    request_response, tcp, yamux, StreamProtocol, Swarm, SwarmBuilder,
+};
+
+use super::scoring;
+use super::sync::{SyncRequest, SyncResponse, SYNC_PROTOCOL};
+use super::topics::max_transmit_size;
+use crate::config::NetworkConfig;
+
+/// Identify protocol version: peers on another version are not leasemesh peers.
+pub const IDENTIFY_PROTOCOL: &str = "/leasemesh/id/1";
+/// Kademlia protocol id: a leasemesh DHT separate from the public IPFS one.
+pub const KAD_PROTOCOL: &str = "/leasemesh/kad/1";
+/// Gossipsub heartbeat.
+pub const GOSSIP_HEARTBEAT: Duration = Duration::from_millis(700);
+/// How long a pull-sync request may take.
+pub const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Every behaviour of a node.
+// The derive generates the event type; the behaviours inside have no useful Debug.
+#[allow(missing_debug_implementations)]
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub gossipsub: gossipsub::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub sync: request_response::json::Behaviour<SyncRequest, SyncResponse>,
+}
+
+/// The swarm could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("behaviour: {0}")]
+    Behaviour(String),
+}
+
+/// Gossipsub message id: the hash of the payload, so the same object sent twice (by anyone) is
+/// one message.
+pub fn message_id(msg: &gossipsub::Message) -> gossipsub::MessageId {
+    let h = leasemesh_protocol::Hash::domain("leasemesh/v1/gossip-id", &[&msg.data]);
+    gossipsub::MessageId::from(h.0.to_vec())
+}
+
+fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, String> {
+    let config = gossipsub::ConfigBuilder::default()
+        // Payloads are signed objects already: no second signature per message, and no author
+        // field that would make the same object two messages.
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .validate_messages()
+        .message_id_fn(message_id)
+        .max_transmit_size(max_transmit_size())
+        .heartbeat_interval(GOSSIP_HEARTBEAT)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut gs = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)?;
+    gs.with_peer_score(scoring::peer_score_params(), scoring::peer_score_thresholds())?;
+    Ok(gs)
+}
+
+fn behaviour(key: &identity::Keypair, cfg: &NetworkConfig) -> Result<Behaviour, String> {
+    let peer_id = key.public().to_peer_id();
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(cfg.max_connections))
+        .with_max_established_per_peer(Some(cfg.max_connections_per_peer))
+        .with_max_pending_incoming(Some(cfg.max_pending_incoming));
+    let mut kad_cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    kad_cfg.set_query_timeout(Duration::from_secs(30));
+    let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
+    kad.set_mode(Some(kad::Mode::Server));
+    let mdns = if cfg.mdns {
+        Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    Ok(Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
+        blocked: allow_block_list::Behaviour::default(),
+        gossipsub: gossipsub_behaviour()?,
+        kad,
+        identify: identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                .with_agent_version(format!("leasemesh-node/{}", env!("CARGO_PKG_VERSION"))),
+        ),
+        ping: ping::Behaviour::default(),
+        mdns: mdns.into(),
+        sync: request_response::json::Behaviour::new(
+            [(StreamProtocol::new(SYNC_PROTOCOL), request_response::ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(SYNC_REQUEST_TIMEOUT),
+        ),
+    })
+}
+
+/// Builds the swarm for `key` with TCP and QUIC transports.
+pub fn build_swarm(key: identity::Keypair, cfg: &NetworkConfig) -> Result<Swarm<Behaviour>, BuildError> {
+    let cfg = cfg.clone();
+    let idle = Duration::from_secs(cfg.idle_timeout_secs);
+    let swarm = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| BuildError::Transport(e.to_string()))?
+        .with_quic()
+        .with_behaviour(|key| behaviour(key, &cfg).map_err(Into::into))
+        .map_err(|e| BuildError::Behaviour(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build();
+    Ok(swarm)
+}

@@ -1,0 +1,483 @@
+//! The network service: the one task that owns the [`Swarm`]. Everything else talks to it
+//! through [`Command`]s over a bounded channel (with a oneshot for the reply). It never verifies a
+//! signature or touches the database: gossip goes to the validation workers, sync requests to the
+//! sync server, and their answers come back as commands.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, kad, mdns, Multiaddr, PeerId, Swarm};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::ratelimit::RateLimiter;
+use super::scoring::{self, PeerAction};
+use super::sync::{SyncRequest, SyncResponse};
+use super::topics::Topic;
+use crate::ingest::{Reason, Verdict};
+use crate::metrics::{Metrics, TopicLabels};
+
+/// Capacity of the command channel into the swarm task.
+pub const COMMAND_CHANNEL_CAPACITY: usize = 4096;
+/// Capacity of the queue of gossip messages waiting for validation. When full, a message is
+/// ignored (reported, counted), never silently dropped.
+pub const VALIDATION_QUEUE_CAPACITY: usize = 4096;
+/// Capacity of the queue of inbound sync requests. When full, the request is refused.
+pub const SYNC_SERVER_QUEUE_CAPACITY: usize = 64;
+/// Capacity of the queue of sync jobs (new peers, missing orders). When full, the job is dropped
+/// and logged: a later peer or message triggers another.
+pub const SYNC_JOB_QUEUE_CAPACITY: usize = 256;
+/// How often Kademlia walks the network for more peers.
+pub const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A request to the swarm task.
+#[derive(Debug)]
+pub enum Command {
+    /// Gossips a payload that the caller has validated.
+    Publish { topic: Topic, data: Vec<u8>, reply: oneshot::Sender<Result<(), PublishError>> },
+    /// The verdict of the validation workers on one gossip message.
+    Report { msg_id: MessageId, source: PeerId, verdict: Verdict },
+    /// Sends a pull-sync request and waits for the answer.
+    Request {
+        peer: PeerId,
+        request: SyncRequest,
+        reply: oneshot::Sender<Result<SyncResponse, String>>,
+    },
+    /// Answers an inbound pull-sync request.
+    Respond { channel: ResponseChannel<SyncResponse>, response: SyncResponse },
+    /// Lowers a peer's application score.
+    Penalize { peer: PeerId, action: PeerAction },
+    /// Reports the network's state.
+    Status { reply: oneshot::Sender<NetStatus> },
+}
+
+/// Why a publish did not go out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// No peer on the topic yet: the object is stored and will reach peers by pull sync.
+    #[error("no peer subscribed to the topic yet")]
+    NoPeers,
+    /// Gossipsub already saw this payload.
+    #[error("already published")]
+    Duplicate,
+    #[error("publish failed: {0}")]
+    Other(String),
+    #[error("the network service has stopped")]
+    Stopped,
+}
+
+/// One connected peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    pub peer_id: String,
+    /// Gossipsub peer score (application score included).
+    pub score: f64,
+    pub app_score: f64,
+}
+
+/// The network's state for `/v1/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetStatus {
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    pub connected_peers: Vec<PeerStatus>,
+    /// Mesh size per topic kind.
+    pub mesh: HashMap<String, usize>,
+    pub banned_peers: Vec<String>,
+}
+
+/// A gossip message handed to the validation workers.
+#[derive(Debug)]
+pub struct GossipJob {
+    pub topic: Topic,
+    pub msg_id: MessageId,
+    pub source: PeerId,
+    pub data: Vec<u8>,
+    pub received: Instant,
+}
+
+/// An inbound pull-sync request handed to the sync server.
+#[derive(Debug)]
+pub struct SyncServe {
+    pub peer: PeerId,
+    pub request: SyncRequest,
+    pub channel: ResponseChannel<SyncResponse>,
+}
+
+/// Work for the sync driver.
+#[derive(Debug, Clone)]
+pub enum SyncJob {
+    /// A new peer: ask it for what we lack.
+    PeerConnected(PeerId),
+    /// A bid named an order we lack: fetch it from the peer that sent the bid.
+    FetchOrder { peer: PeerId, order_id: leasemesh_protocol::Id },
+}
+
+/// A cheap handle to the swarm task.
+#[derive(Debug, Clone)]
+pub struct NetworkHandle {
+    tx: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+impl NetworkHandle {
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Sends a command, waiting for room in the queue.
+    pub async fn send(&self, cmd: Command) -> bool {
+        self.tx.send(cmd).await.is_ok()
+    }
+
+    pub async fn publish(&self, topic: Topic, data: Vec<u8>) -> Result<(), PublishError> {
+        let (reply, rx) = oneshot::channel();
+        if !self.send(Command::Publish { topic, data, reply }).await {
+            return Err(PublishError::Stopped);
+        }
+        rx.await.unwrap_or(Err(PublishError::Stopped))
+    }
+
+    pub async fn request(&self, peer: PeerId, request: SyncRequest) -> Result<SyncResponse, String> {
+        let (reply, rx) = oneshot::channel();
+        if !self.send(Command::Request { peer, request, reply }).await {
+            return Err("network stopped".into());
+        }
+        rx.await.unwrap_or_else(|_| Err("network stopped".into()))
+    }
+
+    pub async fn status(&self) -> Option<NetStatus> {
+        let (reply, rx) = oneshot::channel();
+        if !self.send(Command::Status { reply }).await {
+            return None;
+        }
+        rx.await.ok()
+    }
+}
+
+/// The queues the swarm task feeds.
+#[derive(Debug)]
+pub struct ServiceOutputs {
+    pub gossip: mpsc::Sender<GossipJob>,
+    pub sync_serve: mpsc::Sender<SyncServe>,
+    pub sync_jobs: mpsc::Sender<SyncJob>,
+}
+
+/// The swarm task's state.
+pub struct NetworkService {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    out: ServiceOutputs,
+    metrics: Arc<Metrics>,
+    pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
+    rate: RateLimiter<PeerId>,
+    app_scores: HashMap<PeerId, f64>,
+    banned: HashSet<PeerId>,
+    target_peers: u32,
+}
+
+impl std::fmt::Debug for NetworkService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkService").field("peer_id", self.swarm.local_peer_id()).finish()
+    }
+}
+
+/// Splits `/ip4/.../tcp/1/p2p/<id>` into the peer id and the address without it.
+pub fn split_peer(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
+    let mut a = addr.clone();
+    match a.pop() {
+        Some(Protocol::P2p(peer)) => Some((peer, a)),
+        _ => None,
+    }
+}
+
+impl NetworkService {
+    /// Subscribes to every topic, starts listening and dials the bootstrap peers.
+    pub fn new(
+        mut swarm: Swarm<Behaviour>,
+        listen: &[Multiaddr],
+        bootstrap: &[Multiaddr],
+        target_peers: u32,
+        out: ServiceOutputs,
+        metrics: Arc<Metrics>,
+    ) -> Result<(NetworkService, NetworkHandle), String> {
+        for t in Topic::ALL {
+            swarm.behaviour_mut().gossipsub.subscribe(&t.ident()).map_err(|e| e.to_string())?;
+        }
+        for a in listen {
+            swarm.listen_on(a.clone()).map_err(|e| format!("cannot listen on {a}: {e}"))?;
+        }
+        for a in bootstrap {
+            if let Some((peer, addr)) = split_peer(a) {
+                swarm.behaviour_mut().kad.add_address(&peer, addr);
+            }
+            if let Err(e) = swarm.dial(a.clone()) {
+                tracing::warn!(addr = %a, error = %e, "cannot dial bootstrap peer");
+            }
+        }
+        let (tx, commands) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
+        let handle = NetworkHandle { tx, peer_id: *swarm.local_peer_id() };
+        Ok((
+            NetworkService {
+                swarm,
+                commands,
+                out,
+                metrics,
+                pending_requests: HashMap::new(),
+                rate: RateLimiter::new(scoring::GOSSIP_RATE_PER_SEC, scoring::GOSSIP_RATE_BURST),
+                app_scores: HashMap::new(),
+                banned: HashSet::new(),
+                target_peers,
+            },
+            handle,
+        ))
+    }
+
+    /// Runs until `shutdown` flips.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut score_tick = tokio::time::interval(scoring::BAN_CHECK_INTERVAL);
+        let mut kad_tick = tokio::time::interval(KAD_BOOTSTRAP_INTERVAL);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                _ = score_tick.tick() => self.check_scores(),
+                _ = kad_tick.tick() => {
+                    // No known peers yet is normal for the first node of a mesh.
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
+            }
+        }
+        tracing::info!("network service stopped");
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish { topic, data, reply } => {
+                let r = self.swarm.behaviour_mut().gossipsub.publish(topic.hash(), data);
+                let r = r.map(|_| ()).map_err(|e| match e {
+                    gossipsub::PublishError::NoPeersSubscribedToTopic => PublishError::NoPeers,
+                    gossipsub::PublishError::Duplicate => PublishError::Duplicate,
+                    other => PublishError::Other(other.to_string()),
+                });
+                let _ = reply.send(r);
+            }
+            Command::Report { msg_id, source, verdict } => {
+                let acceptance = match verdict {
+                    Verdict::Accept => MessageAcceptance::Accept,
+                    Verdict::Reject => MessageAcceptance::Reject,
+                    Verdict::Ignore => MessageAcceptance::Ignore,
+                };
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                    &msg_id, &source, acceptance,
+                );
+            }
+            Command::Request { peer, request, reply } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.pending_requests.insert(id, reply);
+            }
+            Command::Respond { channel, response } => {
+                // The peer may have gone; nothing to do then.
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+            }
+            Command::Penalize { peer, action } => self.penalize(peer, action),
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
+    fn penalize(&mut self, peer: PeerId, action: PeerAction) {
+        let s = self.app_scores.entry(peer).or_insert(0.0);
+        *s = (*s + action.penalty()).max(scoring::APP_SCORE_FLOOR);
+        let s = *s;
+        self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, s);
+    }
+
+    fn status(&self) -> NetStatus {
+        let gs = &self.swarm.behaviour().gossipsub;
+        NetStatus {
+            peer_id: self.swarm.local_peer_id().to_string(),
+            listen_addrs: self.swarm.listeners().map(|a| a.to_string()).collect(),
+            connected_peers: self
+                .swarm
+                .connected_peers()
+                .map(|p| PeerStatus {
+                    peer_id: p.to_string(),
+                    score: gs.peer_score(p).unwrap_or(0.0),
+                    app_score: self.app_scores.get(p).copied().unwrap_or(0.0),
+                })
+                .collect(),
+            mesh: Topic::ALL
+                .iter()
+                .map(|t| (t.kind().to_string(), gs.mesh_peers(&t.hash()).count()))
+                .collect(),
+            banned_peers: self.banned.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    /// Bans peers whose score fell below the ban threshold; lets application scores recover.
+    fn check_scores(&mut self) {
+        let now = Instant::now();
+        self.rate.prune(now, Duration::from_secs(60));
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for p in peers {
+            let score = self.swarm.behaviour().gossipsub.peer_score(&p).unwrap_or(0.0);
+            if score < scoring::BAN_THRESHOLD && self.banned.insert(p) {
+                tracing::warn!(peer = %p, score, "banning peer for its score");
+                self.metrics.peers_banned.inc();
+                self.swarm.behaviour_mut().blocked.block_peer(p);
+            }
+        }
+        let mut recovered = Vec::new();
+        for (p, s) in self.app_scores.iter_mut() {
+            *s *= 1.0 - scoring::APP_SCORE_RECOVERY;
+            if s.abs() < 0.01 {
+                *s = 0.0;
+            }
+            recovered.push((*p, *s));
+        }
+        for (p, s) in recovered {
+            self.swarm.behaviour_mut().gossipsub.set_application_score(&p, s);
+        }
+        self.app_scores.retain(|_, s| *s != 0.0);
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.on_gossip(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for a in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, a);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer, ..
+            })) => {
+                let connected = self.swarm.connected_peers().count();
+                if !self.swarm.is_connected(&peer)
+                    && connected < self.target_peers as usize
+                    && !self.banned.contains(&peer)
+                {
+                    let _ = self.swarm.dial(peer);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
+                for (peer, addr) in list {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
+                tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                self.metrics.peers_connected.set(self.swarm.connected_peers().count() as i64);
+                if num_established.get() == 1
+                    && self.out.sync_jobs.try_send(SyncJob::PeerConnected(peer_id)).is_err()
+                {
+                    tracing::debug!(peer = %peer_id, "sync queue full; skipping sync with peer");
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                self.metrics.peers_connected.set(self.swarm.connected_peers().count() as i64);
+                if num_established == 0 {
+                    self.rate.forget(&peer_id);
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(addr = %address, peer = %self.swarm.local_peer_id(), "listening");
+            }
+            _ => {}
+        }
+    }
+
+    fn report(&mut self, msg_id: &MessageId, source: &PeerId, acceptance: MessageAcceptance) {
+        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+            msg_id, source, acceptance,
+        );
+    }
+
+    fn on_gossip(&mut self, e: gossipsub::Event) {
+        let gossipsub::Event::Message { propagation_source, message_id, message } = e else {
+            return;
+        };
+        let Some(topic) = Topic::from_hash(&message.topic) else {
+            // A topic we never subscribed to cannot arrive; be safe anyway.
+            self.report(&message_id, &propagation_source, MessageAcceptance::Ignore);
+            return;
+        };
+        let kind = topic.kind();
+        if !self.rate.allow(&propagation_source, Instant::now()) {
+            self.metrics.gossip_rate_limited.get_or_create(&TopicLabels { topic: kind.into() }).inc();
+            self.metrics.verdict(kind, "ignore", Reason::RateLimited.as_str());
+            self.report(&message_id, &propagation_source, MessageAcceptance::Ignore);
+            self.penalize(propagation_source, PeerAction::RateLimited);
+            return;
+        }
+        if message.data.len() > topic.max_size() {
+            self.metrics.verdict(kind, "reject", Reason::TooLarge.as_str());
+            self.report(&message_id, &propagation_source, MessageAcceptance::Reject);
+            return;
+        }
+        let job = GossipJob {
+            topic,
+            msg_id: message_id.clone(),
+            source: propagation_source,
+            data: message.data,
+            received: Instant::now(),
+        };
+        match self.out.gossip.try_send(job) {
+            Ok(()) => {
+                self.metrics.validation_queue_depth.inc();
+            }
+            Err(_) => {
+                self.metrics.validation_queue_full.get_or_create(&TopicLabels { topic: kind.into() }).inc();
+                self.metrics.verdict(kind, "ignore", Reason::QueueFull.as_str());
+                self.report(&message_id, &propagation_source, MessageAcceptance::Ignore);
+            }
+        }
+    }
+
+    fn on_sync(&mut self, e: request_response::Event<SyncRequest, SyncResponse>) {
+        match e {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    if let Err(err) = self.out.sync_serve.try_send(SyncServe { peer, request, channel }) {
+                        let serve = err.into_inner();
+                        let _ = self.swarm.behaviour_mut().sync.send_response(
+                            serve.channel,
+                            SyncResponse::Refused { reason: "busy".into() },
+                        );
+                    }
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.pending_requests.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                if let Some(reply) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! The node's database (sled): orders, bids (indexed by order), provider infos (the highest
+//! sequence per provider), heartbeats, match batches, leases, lease events, and seen ids with
+//! an expiry. Values are the exact signed bytes that were verified on the way in, so a restarted
+//! node serves the same bytes it received.
+//!
+//! Nothing here verifies signatures: callers store only what they have checked.
+
+use std::path::Path;
+
+use leasemesh_protocol::{
+    Bid, Heartbeat, Id, LeaseEvent, MatchBatch, Order, ProviderInfo, PublicKey, Signable, Signed,
+};
+use serde::{Deserialize, Serialize};
+
+/// How long an order is kept after its auction closed (the settler and late fetchers need it).
+pub const ORDER_RETENTION_MS: u64 = 24 * 3600 * 1000;
+/// How long a bid is kept after it expired.
+pub const BID_RETENTION_MS: u64 = 3600 * 1000;
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sled::Error),
+    #[error("stored {what} {key} does not decode ({reason}); the database is damaged")]
+    Corrupt { what: &'static str, key: String, reason: String },
+}
+
+/// What a lease is, from the award that made it, and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    pub lease_id: Id,
+    pub order_id: Id,
+    pub bid_id: Id,
+    pub batch_id: Id,
+    pub provider: PublicKey,
+    /// The order's tenant, when the order is known here.
+    pub tenant: Option<PublicKey>,
+    pub price_per_hour: leasemesh_protocol::Coin,
+    /// "awarded", "manifest_accepted", "running", "failed" or "closed".
+    pub state: String,
+    pub updated_at_ms: u64,
+}
+
+/// How many of each thing the store holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreCounts {
+    pub orders: usize,
+    pub bids: usize,
+    pub providers: usize,
+    pub batches: usize,
+    pub leases: usize,
+    pub lease_events: usize,
+    pub seen: usize,
+}
+
+/// What one garbage collection removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub orders: usize,
+    pub bids: usize,
+    pub seen: usize,
+}
+
+/// The node's database. Cheap to clone (sled handles are reference counted).
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: sled::Db,
+    orders: sled::Tree,
+    bids: sled::Tree,
+    bids_by_order: sled::Tree,
+    providers: sled::Tree,
+    heartbeats: sled::Tree,
+    batches: sled::Tree,
+    leases: sled::Tree,
+    lease_events: sled::Tree,
+    seen: sled::Tree,
+}
+
+fn decode<T: Signable>(key: &[u8], bytes: &[u8]) -> Result<Signed<T>, StoreError> {
+    Signed::<T>::decode(bytes).map_err(|e| StoreError::Corrupt {
+        what: T::NAME,
+        key: hex::encode(key),
+        reason: e.to_string(),
+    })
+}
+
+fn id_from(key: &[u8]) -> Option<Id> {
+    let arr: [u8; 32] = key.get(..32)?.try_into().ok()?;
+    Some(leasemesh_protocol::Hash(arr))
+}
+
+fn be(v: u64) -> [u8; 8] {
+    v.to_be_bytes()
+}
+
+fn from_be(b: &[u8]) -> u64 {
+    b.get(..8).and_then(|s| <[u8; 8]>::try_from(s).ok()).map_or(0, u64::from_be_bytes)
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new().path(path).flush_every_ms(Some(200)).open()?;
+        Store::from_db(db)
+    }
+
+    /// A throwaway in-memory database (benches and unit tests).
+    pub fn temporary() -> Result<Store, StoreError> {
+        Store::from_db(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Store, StoreError> {
+        Ok(Store {
+            orders: db.open_tree("orders")?,
+            bids: db.open_tree("bids")?,
+            bids_by_order: db.open_tree("bids_by_order")?,
+            providers: db.open_tree("providers")?,
+            heartbeats: db.open_tree("heartbeats")?,
+            batches: db.open_tree("batches")?,
+            leases: db.open_tree("leases")?,
+            lease_events: db.open_tree("lease_events")?,
+            seen: db.open_tree("seen")?,
+            db,
+        })
+    }
+
+    /// Writes everything to disk. Called on shutdown.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    // --- orders ---
+
+    pub fn has_order(&self, id: &Id) -> Result<bool, StoreError> {
+        Ok(self.orders.contains_key(id.as_bytes())?)
+    }
+
+    /// Stores a verified order; false if it was already there.
+    pub fn put_order(&self, id: &Id, bytes: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.orders.compare_and_swap(id.as_bytes(), None as Option<&[u8]>, Some(bytes))?.is_ok())
+    }
+
+    pub fn order(&self, id: &Id) -> Result<Option<Signed<Order>>, StoreError> {
+        self.orders.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
+    }
+
+    pub fn order_bytes(&self, id: &Id) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.orders.get(id.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Orders, live ones only (auction still open at `now_ms`) unless `now_ms` is `None`.
+    pub fn orders(&self, live_at: Option<u64>) -> Result<Vec<Signed<Order>>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.orders.iter() {
+            let (k, v) = kv?;
+            let o: Signed<Order> = decode(&k, &v)?;
+            if live_at.is_none_or(|now| o.body.auction_closes_at_ms() > now) {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One page of the ids of live orders, after `after`, in id order; the second value is the
+    /// cursor for the next page.
+    pub fn live_order_ids(
+        &self,
+        after: Option<Id>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<(Vec<Id>, Option<Id>), StoreError> {
+        page(&self.orders, after, limit, |k, v| {
+            Ok(decode::<Order>(k, v)?.body.auction_closes_at_ms() > now_ms)
+        })
+    }
+
+    // --- bids ---
+
+    pub fn has_bid(&self, id: &Id) -> Result<bool, StoreError> {
+        Ok(self.bids.contains_key(id.as_bytes())?)
+    }
+
+    /// Stores a verified bid and indexes it by order; false if it was already there.
+    pub fn put_bid(&self, id: &Id, order_id: &Id, bytes: &[u8]) -> Result<bool, StoreError> {
+        // Index first: an index entry without its bid is skipped on read and repaired by the
+        // next copy of the bid, while a bid without its index entry would never be listed.
+        let mut key = [0u8; 64];
+        key[..32].copy_from_slice(order_id.as_bytes());
+        key[32..].copy_from_slice(id.as_bytes());
+        self.bids_by_order.insert(key, &[])?;
+        Ok(self.bids.compare_and_swap(id.as_bytes(), None as Option<&[u8]>, Some(bytes))?.is_ok())
+    }
+
+    pub fn bid_bytes(&self, id: &Id) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.bids.get(id.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    pub fn bid(&self, id: &Id) -> Result<Option<Signed<Bid>>, StoreError> {
+        self.bids.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
+    }
+
+    pub fn bids_for_order(&self, order_id: &Id) -> Result<Vec<Signed<Bid>>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.bids_by_order.scan_prefix(order_id.as_bytes()) {
+            let (k, _) = kv?;
+            if let Some(v) = self.bids.get(&k[32..])? {
+                out.push(decode(&k[32..], &v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One page of the ids of unexpired bids.
+    pub fn live_bid_ids(
+        &self,
+        after: Option<Id>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<(Vec<Id>, Option<Id>), StoreError> {
+        page(&self.bids, after, limit, |k, v| Ok(decode::<Bid>(k, v)?.body.expires_at_ms > now_ms))
+    }
+
+    // --- providers and heartbeats ---
+
+    /// Keeps the info if its sequence is higher than the stored one; true if it was kept.
+    pub fn put_provider_info(&self, info: &Signed<ProviderInfo>) -> Result<bool, StoreError> {
+        let key = info.body.provider.0;
+        let bytes = info.encode();
+        loop {
+            let current = self.providers.get(key)?;
+            if let Some(cur) = &current {
+                let old: Signed<ProviderInfo> = decode(&key, cur)?;
+                if old.body.sequence >= info.body.sequence {
+                    return Ok(false);
+                }
+            }
+            if self.providers.compare_and_swap(key, current, Some(bytes.as_slice()))?.is_ok() {
+                return Ok(true);
+            }
+        }
+    }
+
+    pub fn provider_info(&self, key: &PublicKey) -> Result<Option<Signed<ProviderInfo>>, StoreError> {
+        self.providers.get(key.0)?.map(|v| decode(&key.0, &v)).transpose()
+    }
+
+    pub fn provider_infos(&self) -> Result<Vec<Signed<ProviderInfo>>, StoreError> {
+        self.providers.iter().map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+    }
+
+    /// Keeps the heartbeat if its sequence is higher than the stored one.
+    pub fn put_heartbeat(&self, hb: &Signed<Heartbeat>) -> Result<bool, StoreError> {
+        let key = hb.body.provider.0;
+        let bytes = hb.encode();
+        loop {
+            let current = self.heartbeats.get(key)?;
+            if let Some(cur) = &current {
+                let old: Signed<Heartbeat> = decode(&key, cur)?;
+                if old.body.sequence >= hb.body.sequence {
+                    return Ok(false);
+                }
+            }
+            if self.heartbeats.compare_and_swap(key, current, Some(bytes.as_slice()))?.is_ok() {
+                return Ok(true);
+            }
+        }
+    }
+
+    pub fn heartbeat(&self, key: &PublicKey) -> Result<Option<Signed<Heartbeat>>, StoreError> {
+        self.heartbeats.get(key.0)?.map(|v| decode(&key.0, &v)).transpose()
+    }
+
+    // --- match batches and leases ---
+
+    pub fn has_batch(&self, id: &Id) -> Result<bool, StoreError> {
+        Ok(self.batches.contains_key(id.as_bytes())?)
+    }
+
+    pub fn put_batch(&self, id: &Id, bytes: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.batches.compare_and_swap(id.as_bytes(), None as Option<&[u8]>, Some(bytes))?.is_ok())
+    }
+
+    pub fn batch(&self, id: &Id) -> Result<Option<Signed<MatchBatch>>, StoreError> {
+        self.batches.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
+    }
+
+    pub fn put_lease(&self, lease: &LeaseRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(lease).map_err(|e| StoreError::Corrupt {
+            what: "lease",
+            key: lease.lease_id.to_hex(),
+            reason: e.to_string(),
+        })?;
+        self.leases.insert(lease.lease_id.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    pub fn lease(&self, id: &Id) -> Result<Option<LeaseRecord>, StoreError> {
+        self.leases.get(id.as_bytes())?.map(|v| decode_lease(id.as_bytes(), &v)).transpose()
+    }
+
+    pub fn leases(&self) -> Result<Vec<LeaseRecord>, StoreError> {
+        self.leases.iter().map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode_lease(&k, &v))).collect()
+    }
+
+    /// Stores a lease event under its lease, ordered by time; false if already there.
+    pub fn put_lease_event(&self, id: &Id, ev: &Signed<LeaseEvent>) -> Result<bool, StoreError> {
+        let mut key = Vec::with_capacity(72);
+        key.extend_from_slice(ev.body.lease_id.as_bytes());
+        key.extend_from_slice(&be(ev.body.at_ms));
+        key.extend_from_slice(id.as_bytes());
+        Ok(self
+            .lease_events
+            .compare_and_swap(key, None as Option<&[u8]>, Some(ev.encode()))?
+            .is_ok())
+    }
+
+    pub fn lease_events(&self, lease_id: &Id) -> Result<Vec<Signed<LeaseEvent>>, StoreError> {
+        self.lease_events
+            .scan_prefix(lease_id.as_bytes())
+            .map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v)))
+            .collect()
+    }
+
+    // --- seen ids ---
+
+    /// Remembers `id` until `expires_at_ms`.
+    pub fn mark_seen(&self, id: &Id, expires_at_ms: u64) -> Result<(), StoreError> {
+        self.seen.insert(id.as_bytes(), &be(expires_at_ms))?;
+        Ok(())
+    }
+
+    pub fn is_seen(&self, id: &Id, now_ms: u64) -> Result<bool, StoreError> {
+        Ok(self.seen.get(id.as_bytes())?.is_some_and(|v| from_be(&v) > now_ms))
+    }
+
+    // --- housekeeping ---
+
+    /// Removes orders long closed (unless a lease refers to them), bids long expired and seen
+    /// ids past their expiry.
+    pub fn gc(&self, now_ms: u64) -> Result<GcReport, StoreError> {
+        let mut report = GcReport::default();
+        let leased: std::collections::HashSet<Id> =
+            self.leases()?.into_iter().map(|l| l.order_id).collect();
+        for kv in self.orders.iter() {
+            let (k, v) = kv?;
+            let o: Signed<Order> = decode(&k, &v)?;
+            let id = o.id();
+            if o.body.auction_closes_at_ms().saturating_add(ORDER_RETENTION_MS) < now_ms
+                && !leased.contains(&id)
+            {
+                self.orders.remove(&k)?;
+                report.orders += 1;
+            }
+        }
+        for kv in self.bids.iter() {
+            let (k, v) = kv?;
+            let b: Signed<Bid> = decode(&k, &v)?;
+            if b.body.expires_at_ms.saturating_add(BID_RETENTION_MS) < now_ms
+                && !leased.contains(&b.body.order_id)
+            {
+                let mut idx = [0u8; 64];
+                idx[..32].copy_from_slice(b.body.order_id.as_bytes());
+                idx[32..].copy_from_slice(&k);
+                self.bids_by_order.remove(idx)?;
+                self.bids.remove(&k)?;
+                report.bids += 1;
+            }
+        }
+        for kv in self.seen.iter() {
+            let (k, v) = kv?;
+            if from_be(&v) <= now_ms {
+                self.seen.remove(&k)?;
+                report.seen += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    pub fn counts(&self) -> StoreCounts {
+        StoreCounts {
+            orders: self.orders.len(),
+            bids: self.bids.len(),
+            providers: self.providers.len(),
+            batches: self.batches.len(),
+            leases: self.leases.len(),
+            lease_events: self.lease_events.len(),
+            seen: self.seen.len(),
+        }
+    }
+}
+
+fn decode_lease(key: &[u8], bytes: &[u8]) -> Result<LeaseRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        what: "lease",
+        key: hex::encode(key),
+        reason: e.to_string(),
+    })
+}
+
+/// A page of keys of `tree` after `after` that pass `keep`.
+fn page(
+    tree: &sled::Tree,
+    after: Option<Id>,
+    limit: usize,
+    keep: impl Fn(&[u8], &[u8]) -> Result<bool, StoreError>,
+) -> Result<(Vec<Id>, Option<Id>), StoreError> {
+    let iter = match after {
+        Some(a) => tree.range((std::ops::Bound::Excluded(a.0.to_vec()), std::ops::Bound::Unbounded)),
+        None => tree.iter(),
+    };
+    let mut ids = Vec::new();
+    for kv in iter {
+        let (k, v) = kv?;
+        let Some(id) = id_from(&k) else { continue };
+        if keep(&k, &v)? {
+            ids.push(id);
+            if ids.len() >= limit {
+                return Ok((ids, Some(id)));
+            }
+        }
+    }
+    Ok((ids, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leasemesh_protocol::samples;
+
+    #[test]
+    fn orders_and_bids_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let order = samples::signed_order();
+        let bid = samples::signed_bid();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            assert!(s.put_order(&order.id(), &order.encode()).unwrap());
+            assert!(!s.put_order(&order.id(), &order.encode()).unwrap());
+            assert!(s.put_bid(&bid.id(), &order.id(), &bid.encode()).unwrap());
+            s.flush().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.order(&order.id()).unwrap(), Some(order.clone()));
+        assert_eq!(s.bids_for_order(&order.id()).unwrap(), vec![bid]);
+        let live_at = samples::SAMPLE_TIME_MS;
+        assert_eq!(s.orders(Some(live_at)).unwrap().len(), 1);
+        assert_eq!(s.orders(Some(live_at + 10_000)).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn provider_info_keeps_the_highest_sequence() {
+        let s = Store::temporary().unwrap();
+        let key = samples::provider_key();
+        let mut info = samples::provider_info();
+        info.sequence = 5;
+        assert!(s.put_provider_info(&Signed::sign(info.clone(), &key)).unwrap());
+        info.sequence = 4;
+        assert!(!s.put_provider_info(&Signed::sign(info.clone(), &key)).unwrap());
+        info.sequence = 6;
+        assert!(s.put_provider_info(&Signed::sign(info, &key)).unwrap());
+        assert_eq!(s.provider_infos().unwrap()[0].body.sequence, 6);
+    }
+
+    #[test]
+    fn pages_cover_every_live_id_once() {
+        let s = Store::temporary().unwrap();
+        let key = samples::tenant_key();
+        let mut ids = Vec::new();
+        for nonce in 0..25 {
+            let mut o = samples::order();
+            o.nonce = nonce;
+            let so = Signed::sign(o, &key);
+            s.put_order(&so.id(), &so.encode()).unwrap();
+            ids.push(so.id());
+        }
+        ids.sort();
+        let mut got = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = s.live_order_ids(after, 10, samples::SAMPLE_TIME_MS).unwrap();
+            got.extend(page);
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(got, ids);
+    }
+
+    #[test]
+    fn gc_drops_old_orders_and_seen_ids() {
+        let s = Store::temporary().unwrap();
+        let o = samples::signed_order();
+        s.put_order(&o.id(), &o.encode()).unwrap();
+        s.mark_seen(&o.id(), samples::SAMPLE_TIME_MS + 10).unwrap();
+        assert!(s.is_seen(&o.id(), samples::SAMPLE_TIME_MS).unwrap());
+        let r = s.gc(samples::SAMPLE_TIME_MS + 1000).unwrap();
+        assert_eq!(r, GcReport { orders: 0, bids: 0, seen: 1 });
+        let r = s.gc(samples::SAMPLE_TIME_MS + ORDER_RETENTION_MS + 3000).unwrap();
+        assert_eq!(r.orders, 1);
+        assert!(!s.has_order(&o.id()).unwrap());
+    }
+}
