@@ -520,3 +520,183 @@ impl Anchor for LocalLedger {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{build_batch, BatchHeader};
+    use crate::samples;
+    use leasemesh_protocol::samples::settler_key;
+
+    const SETTLER: &str = "settler";
+
+    fn ledger() -> (tempfile::TempDir, LocalLedger) {
+        let dir = tempfile::tempdir().unwrap();
+        let l = LocalLedger::open(dir.path().join("ledger"), SETTLER).unwrap();
+        (dir, l)
+    }
+
+    /// A batch paying `amounts[i]` from tenant-00i to provider-000 (uakt).
+    fn batch(sequence: u64, prev: Id, amounts: &[u128]) -> Signed<SettlementBatch> {
+        let records: Vec<SettlementRecord> = amounts
+            .iter()
+            .enumerate()
+            .map(|(i, &amount)| SettlementRecord::Payment {
+                tenant_address: format!("tenant-{i:03}"),
+                provider_address: "provider-000".into(),
+                denom: "uakt".into(),
+                amount,
+            })
+            .collect();
+        let mut body = build_batch(
+            &BatchHeader {
+                settler: settler_key().public(),
+                sequence,
+                prev_batch: prev,
+                created_at_ms: 1,
+            },
+            &[],
+        )
+        .unwrap();
+        body.merkle_root = leasemesh_protocol::merkle::root(&records);
+        body.records = records;
+        Signed::sign(body, &settler_key())
+    }
+
+    fn fund_and_grant(l: &LocalLedger, tenant: &str, balance: u128, grant: u128) {
+        l.fund(tenant, &Coin::new("uakt", balance)).unwrap();
+        l.set_grant(tenant, SETTLER, &Coin::new("uakt", grant)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn applies_once_however_often_submitted() {
+        let (_d, mut l) = ledger();
+        fund_and_grant(&l, "tenant-000", 1000, 500);
+        fund_and_grant(&l, "tenant-001", 1000, 700);
+        let b = batch(1, Hash::ZERO, &[300, 700]);
+        let p = l.prepare(&b).await.unwrap();
+        assert_eq!(p, l.prepare(&b).await.unwrap(), "prepare is deterministic");
+        assert_eq!(l.confirm(&p).await.unwrap(), Confirmation::Pending);
+        for _ in 0..3 {
+            l.submit(&p).await.unwrap();
+        }
+        assert_eq!(l.balance("tenant-000", "uakt").unwrap(), 700);
+        assert_eq!(l.balance("tenant-001", "uakt").unwrap(), 300);
+        assert_eq!(l.balance("provider-000", "uakt").unwrap(), 1000);
+        assert_eq!(l.grant("tenant-000", SETTLER, "uakt").unwrap(), Some(200));
+        // Spent to zero: deleted, as a Cosmos grant is.
+        assert_eq!(l.grant("tenant-001", SETTLER, "uakt").unwrap(), None);
+        match l.confirm(&p).await.unwrap() {
+            Confirmation::Final(a) => {
+                assert_eq!((a.chain_id.as_str(), a.height), (LOCAL_CHAIN_ID, 1));
+                assert_eq!(a.tx_hashes, vec![p.txs[0].hash.clone()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(l.verify_chain().unwrap(), 1);
+        assert_eq!(l.balances("provider-000").unwrap(), vec![Coin::new("uakt", 1000)]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_payment_applies_nothing() {
+        let (_d, mut l) = ledger();
+        fund_and_grant(&l, "tenant-000", 1000, 1000);
+        fund_and_grant(&l, "tenant-001", 100, 1000);
+        let b = batch(1, Hash::ZERO, &[300, 700]);
+        let p = l.prepare(&b).await.unwrap();
+        match l.submit(&p).await {
+            Err(AnchorError::Rejected { code, log }) => {
+                assert_eq!(code, CODE_INSUFFICIENT_FUNDS);
+                assert!(log.contains("tenant-001 has 100uakt"), "{log}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // tenant-000's payment came first in the transaction and was rolled back.
+        assert_eq!(l.balance("tenant-000", "uakt").unwrap(), 1000);
+        assert_eq!(l.balance("provider-000", "uakt").unwrap(), 0);
+        assert_eq!(l.grant("tenant-000", SETTLER, "uakt").unwrap(), Some(1000));
+        assert!(matches!(l.confirm(&p).await.unwrap(), Confirmation::Rejected { code: 5, .. }));
+        assert_eq!(l.head().unwrap(), None);
+
+        // Funded later, the same bytes go through.
+        l.fund("tenant-001", &Coin::new("uakt", 600)).unwrap();
+        l.submit(&p).await.unwrap();
+        assert_eq!(l.balance("provider-000", "uakt").unwrap(), 1000);
+        assert!(matches!(l.confirm(&p).await.unwrap(), Confirmation::Final(_)));
+    }
+
+    #[tokio::test]
+    async fn grants_bound_what_the_settler_spends() {
+        let (_d, mut l) = ledger();
+        l.fund("tenant-000", &Coin::new("uakt", 1000)).unwrap();
+        let p = l.prepare(&batch(1, Hash::ZERO, &[10])).await.unwrap();
+        assert!(matches!(
+            l.submit(&p).await,
+            Err(AnchorError::Rejected { code: CODE_UNAUTHORIZED, .. })
+        ));
+        l.set_grant("tenant-000", SETTLER, &Coin::new("uakt", 9)).unwrap();
+        assert!(matches!(
+            l.submit(&p).await,
+            Err(AnchorError::Rejected { code: CODE_UNAUTHORIZED, .. })
+        ));
+        // A grant to someone else does not count.
+        l.set_grant("tenant-000", "mallory", &Coin::new("uakt", 1000)).unwrap();
+        assert!(l.submit(&p).await.is_err());
+        l.set_grant("tenant-000", SETTLER, &Coin::new("uakt", 10)).unwrap();
+        l.submit(&p).await.unwrap();
+        assert_eq!(l.balance("tenant-000", "uakt").unwrap(), 990);
+    }
+
+    #[tokio::test]
+    async fn entries_chain_and_tampering_is_refused() {
+        let (_d, mut l) = ledger();
+        fund_and_grant(&l, "tenant-000", 1000, 1000);
+        let b1 = batch(1, Hash::ZERO, &[1]);
+        let b2 = batch(2, b1.id(), &[2]);
+        let p1 = l.prepare(&b1).await.unwrap();
+        let p2 = l.prepare(&b2).await.unwrap();
+        l.submit(&p1).await.unwrap();
+        l.submit(&p2).await.unwrap();
+        assert_eq!(l.verify_chain().unwrap(), 2);
+        let e2 = l.entry(&p2.txs[0].hash).unwrap().unwrap();
+        assert_eq!((e2.height, e2.prev_hash.as_str()), (2, p1.txs[0].hash.as_str()));
+        assert_eq!(l.entry_for_batch(&b2.id()).unwrap(), Some(p2.txs[0].hash.clone()));
+
+        let mut bad = p2.clone();
+        let last = bad.txs[0].bytes.len() - 1;
+        bad.txs[0].bytes[last] ^= 1;
+        assert!(matches!(l.submit(&bad).await, Err(AnchorError::Invalid(_))));
+        // The same batch under other bytes (another settler address) cannot pay again.
+        let mut other = LocalLedger::with_db(&l.db, "other-settler").unwrap();
+        l.set_grant("tenant-000", "other-settler", &Coin::new("uakt", 1000)).unwrap();
+        let p2b = other.prepare(&b2).await.unwrap();
+        assert!(matches!(
+            other.submit(&p2b).await,
+            Err(AnchorError::Rejected { code: CODE_CONFLICT, .. })
+        ));
+        assert_eq!(l.balance("tenant-000", "uakt").unwrap(), 997);
+    }
+
+    #[test]
+    fn fund_overflow_is_refused_and_changes_nothing() {
+        let (_d, l) = ledger();
+        l.fund("a", &Coin::new("uakt", u128::MAX)).unwrap();
+        assert!(matches!(l.fund("a", &Coin::new("uakt", 1)), Err(LedgerError::Overflow { .. })));
+        assert_eq!(l.balance("a", "uakt").unwrap(), u128::MAX);
+    }
+
+    #[tokio::test]
+    async fn prepares_the_payments_of_a_sample_batch() {
+        let (_d, mut l) = ledger();
+        let b = samples::crash_test_fleet().signed_batch().unwrap();
+        let p = l.prepare(&b).await.unwrap();
+        let entry: LedgerEntry =
+            from_canonical("ledger entry", &p.txs[0].bytes, MAX_ENTRY_SIZE).unwrap();
+        assert_eq!(entry.batch_id, b.id());
+        assert_eq!(entry.merkle_root, b.body.merkle_root);
+        let total: u128 = entry.payments.iter().map(|t| t.amount).sum();
+        let paid: u128 = crate::batch::payments(&b.body).iter().map(|(_, a)| a).sum();
+        assert_eq!(total, paid);
+        assert!(total > 0);
+    }
+}

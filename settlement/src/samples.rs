@@ -55,6 +55,11 @@ impl Rng {
     }
 }
 
+/// The small fleet of the crash test: 10 tenants, 4 providers, 60 leases (and 3 that fail).
+pub fn crash_test_fleet() -> SampleFleet {
+    fleet(0x5e77_1e00, 10, 4, 60)
+}
+
 /// A fleet with addresses `tenant-000…` and `provider-000…` in `uakt`.
 pub fn fleet(seed: u64, tenants: usize, providers: usize, leases: usize) -> SampleFleet {
     fleet_with(
@@ -66,9 +71,10 @@ pub fn fleet(seed: u64, tenants: usize, providers: usize, leases: usize) -> Samp
     )
 }
 
-/// A fleet over the given addresses. Lease `i` belongs to tenant `i mod tenants` and a
-/// provider picked by the seed; one lease in 20 fails before running (it costs nothing), one in
-/// 10 is still open at the end of the period, the others close inside it.
+/// A fleet over the given addresses: `leases` leases that run, lease `i` from tenant
+/// `i mod tenants` to a provider picked by the seed; one in 10 is still open at the end of the
+/// period, the others close inside it. After every 20th, one more lease fails before running
+/// (it must cost nothing and leave no record).
 pub fn fleet_with(
     seed: u64,
     tenants: Vec<String>,
@@ -95,10 +101,8 @@ pub fn fleet_with(
         let lease_id = leasemesh_protocol::lease_id(&order_id, &order_id);
         let price = 1_000 + u128::from(rng.below(5_000_000));
         let running_at = start + rng.below(3_600) * 1000 + rng.below(1000);
-        let kind = rng.below(20);
-        let timeline = match kind {
-            0 => LeaseTimeline::default(),
-            1 | 2 => LeaseTimeline { running_at_ms: Some(running_at), ended: None },
+        let timeline = match rng.below(10) {
+            0 => LeaseTimeline { running_at_ms: Some(running_at), ended: None },
             _ => LeaseTimeline {
                 running_at_ms: Some(running_at),
                 ended: Some(LeaseEnd {
@@ -107,18 +111,26 @@ pub fn fleet_with(
                 }),
             },
         };
-        out.push(SampleLease {
-            terms: LeaseTerms {
-                lease_id,
-                order_id,
-                tenant_address: tenant.clone(),
-                provider_address: provider.clone(),
-                price_per_hour: Coin::new(denom, price),
-                lease_term_ms: 30 * 24 * 3_600_000,
-                grace_period_ms: GRACE_MS,
-            },
-            timeline,
-        });
+        let terms = LeaseTerms {
+            lease_id,
+            order_id,
+            tenant_address: tenant.clone(),
+            provider_address: provider.clone(),
+            price_per_hour: Coin::new(denom, price),
+            lease_term_ms: 30 * 24 * 3_600_000,
+            grace_period_ms: GRACE_MS,
+        };
+        if i % 20 == 19 {
+            let failed_order =
+                Hash::domain("leasemesh/sample/failed-order", &[&seed.to_be_bytes(), &n]);
+            let failed = LeaseTerms {
+                lease_id: leasemesh_protocol::lease_id(&failed_order, &failed_order),
+                order_id: failed_order,
+                ..terms.clone()
+            };
+            out.push(SampleLease { terms: failed, timeline: LeaseTimeline::default() });
+        }
+        out.push(SampleLease { terms, timeline });
     }
     SampleFleet { tenants, providers, denom: denom.into(), leases: out, heartbeats, now_ms }
 }
