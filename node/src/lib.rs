@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod provider;
 pub mod store;
 
 pub use node::{start, Node, Running};
