@@ -18,6 +18,7 @@ pub mod crypto;
 pub mod manifest;
 pub mod merkle;
 pub mod samples;
+pub mod sdl;
 pub mod seal;
 pub mod types;
 pub mod validate;

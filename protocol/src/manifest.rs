@@ -79,6 +79,21 @@ pub struct Mount {
     pub volume: String,
     pub path: String,
     pub read_only: bool,
+    /// What backs the volume: the provider needs it to mount a tmpfs or a disk.
+    pub kind: MountKind,
+}
+
+/// What backs a mounted volume (from the SDL storage attributes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MountKind {
+    /// The persistent volume of the same name in the order group's `persistent_storage`.
+    Persistent,
+    /// Part of the replica's ephemeral storage.
+    Ephemeral,
+    /// A tmpfs of this many bytes (SDL `class: ram`), already counted in the replica's
+    /// `memory_bytes`: it lives in the container's memory limit.
+    Ram { bytes: u64 },
 }
 
 impl Manifest {
