@@ -138,46 +138,117 @@ pub struct LeaseProof {
 }
 
 /// Builds the proof for `lease_id` in `batch`, or `None` if the batch has no record of it.
+/// To prove many leases of one batch, build a [`BatchProver`] once.
 pub fn prove_lease(batch: &SettlementBatch, lease_id: &Id) -> Option<LeaseProof> {
-    let wanted: Vec<usize> = batch
-        .records
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| record_lease(r) == Some(lease_id))
-        .map(|(i, _)| i)
-        .collect();
-    if wanted.is_empty() {
-        return None;
+    BatchProver::new(batch).prove(lease_id)
+}
+
+/// A batch's Merkle tree kept in memory, to prove many leases without rehashing the batch:
+/// O(records) to build, O(log records) per proved record.
+#[derive(Debug)]
+pub struct BatchProver<'a> {
+    batch: &'a SettlementBatch,
+    /// Level 0 is the leaves; the last level is the root.
+    levels: Vec<Vec<Hash>>,
+    by_lease: BTreeMap<Id, Vec<usize>>,
+    payment_at: BTreeMap<(&'a str, &'a str, &'a str), usize>,
+}
+
+impl<'a> BatchProver<'a> {
+    pub fn new(batch: &'a SettlementBatch) -> BatchProver<'a> {
+        let mut by_lease: BTreeMap<Id, Vec<usize>> = BTreeMap::new();
+        let mut payment_at = BTreeMap::new();
+        for (i, r) in batch.records.iter().enumerate() {
+            match r {
+                SettlementRecord::Payment { tenant_address, provider_address, denom, .. } => {
+                    payment_at.insert(
+                        (tenant_address.as_str(), provider_address.as_str(), denom.as_str()),
+                        i,
+                    );
+                }
+                other => {
+                    if let Some(l) = record_lease(other) {
+                        by_lease.entry(*l).or_default().push(i);
+                    }
+                }
+            }
+        }
+        let mut levels = vec![batch.records.iter().map(merkle::leaf_hash).collect::<Vec<_>>()];
+        while levels.last().is_some_and(|l| l.len() > 1) {
+            let prev = levels.last().map(Vec::as_slice).unwrap_or_default();
+            // The same pairing as `merkle::root`: an odd node at the end is carried up as is.
+            // A two-leaf root is exactly the inner-node hash of the pair.
+            let next = prev
+                .chunks(2)
+                .map(|pair| match pair {
+                    [l, r] => merkle::root_of_leaves(vec![*l, *r]),
+                    [single] => *single,
+                    _ => Hash::ZERO,
+                })
+                .collect();
+            levels.push(next);
+        }
+        BatchProver { batch, levels, by_lease, payment_at }
     }
-    // The payment for the lease's triple, if the lease accrued anything in this batch.
-    let triple =
-        wanted.iter().find_map(|&i| match &batch.records[i] {
-            SettlementRecord::Accrual {
-                tenant_address, provider_address, denom, amount, ..
-            } if *amount > 0 => Some((tenant_address, provider_address, denom)),
+
+    /// The root of the records as they are (equal to the batch's `merkle_root` for a valid batch).
+    pub fn root(&self) -> Hash {
+        match self.levels.last().and_then(|l| l.first()) {
+            Some(r) => *r,
+            None => merkle::root_of_leaves(Vec::new()),
+        }
+    }
+
+    fn prove_index(&self, index: usize) -> Option<Proof> {
+        let leaves = self.levels.first()?.len();
+        if index >= leaves {
+            return None;
+        }
+        let mut siblings = Vec::new();
+        let mut idx = index;
+        for level in &self.levels[..self.levels.len().saturating_sub(1)] {
+            if let Some(s) = level.get(idx ^ 1) {
+                siblings.push(*s);
+            }
+            idx /= 2;
+        }
+        Some(Proof { index: index as u64, leaves: leaves as u64, siblings })
+    }
+
+    /// The proof for `lease_id`: its records, then the payment of its (tenant, provider, denom)
+    /// if it accrued anything in this batch.
+    pub fn prove(&self, lease_id: &Id) -> Option<LeaseProof> {
+        let wanted = self.by_lease.get(lease_id)?;
+        let records = &self.batch.records;
+        let payment = wanted.iter().find_map(|&i| match records.get(i) {
+            Some(SettlementRecord::Accrual {
+                tenant_address,
+                provider_address,
+                denom,
+                amount,
+                ..
+            }) if *amount > 0 => self
+                .payment_at
+                .get(&(tenant_address.as_str(), provider_address.as_str(), denom.as_str()))
+                .copied(),
             _ => None,
         });
-    let payment = triple.and_then(|(t, p, d)| {
-        batch.records.iter().position(|r| {
-            matches!(r, SettlementRecord::Payment { tenant_address, provider_address, denom, .. }
-                if tenant_address == t && provider_address == p && denom == d)
+        let proven = wanted
+            .iter()
+            .copied()
+            .chain(payment)
+            .map(|i| {
+                let proof = self.prove_index(i)?;
+                Some(ProvenRecord { record: records.get(i)?.clone(), proof })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(LeaseProof {
+            lease_id: *lease_id,
+            batch_sequence: self.batch.sequence,
+            merkle_root: self.batch.merkle_root,
+            records: proven,
         })
-    });
-    let leaves: Vec<Hash> = batch.records.iter().map(merkle::leaf_hash).collect();
-    let records = wanted
-        .into_iter()
-        .chain(payment)
-        .map(|i| {
-            merkle::prove(&leaves, i)
-                .map(|proof| ProvenRecord { record: batch.records[i].clone(), proof })
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(LeaseProof {
-        lease_id: *lease_id,
-        batch_sequence: batch.sequence,
-        merkle_root: batch.merkle_root,
-        records,
-    })
+    }
 }
 
 /// True if every record of the proof is a leaf under `root`, the proof names `root`, at least
@@ -367,6 +438,13 @@ mod tests {
         #[test]
         fn proofs_verify_and_tampering_fails(accruals in arb_accruals(), pick in any::<usize>()) {
             let batch = build_batch(&header(), &accruals).unwrap();
+            // The prover's tree is the protocol's tree.
+            let prover = BatchProver::new(&batch);
+            prop_assert_eq!(prover.root(), batch.merkle_root);
+            let leaves: Vec<Hash> = batch.records.iter().map(merkle::leaf_hash).collect();
+            for i in 0..leaves.len() {
+                prop_assert_eq!(prover.prove_index(i), merkle::prove(&leaves, i));
+            }
             for a in &accruals {
                 let proof = prove_lease(&batch, &a.terms.lease_id).unwrap();
                 prop_assert!(verify_lease_proof(&proof, &batch.merkle_root));

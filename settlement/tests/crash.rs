@@ -5,6 +5,8 @@
 //! `LocalLedger` in a temp dir; it aborts itself (SIGABRT, no destructors, no flush) right
 //! after the chosen durable step. A fresh child then resumes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
