@@ -19,6 +19,8 @@ pub struct Config {
     pub log: LogConfig,
     pub store: StoreConfig,
     pub debug: DebugConfig,
+    /// `[settler]`: the genesis file, epoch matching and settlement.
+    pub settler: crate::settler::SettlerConfig,
 }
 
 /// The libp2p side: where to listen, whom to dial first, how many connections to hold.

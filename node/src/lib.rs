@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod provider;
+pub mod settler;
 pub mod store;
 
 pub use node::{start, Node, Running};

@@ -42,6 +42,8 @@ pub enum StartError {
     Multiaddr { addr: String, reason: String },
     #[error("network: {0}")]
     Network(String),
+    #[error("settler role: {0}")]
+    Settler(#[from] crate::settler::SettlerError),
     #[error("cannot listen on the API address {addr}: {source}")]
     Api {
         addr: String,
@@ -77,7 +79,14 @@ impl Node {
     pub async fn submit(&self, kind: Kind, bytes: Vec<u8>) -> Result<Submitted, Outcome> {
         let ingest = self.ingest.clone();
         let (bytes, outcome) = tokio::task::spawn_blocking(move || {
-            let o = ingest.ingest(kind, &[&bytes], now_ms());
+            let mut o = ingest.ingest(kind, &[&bytes], now_ms());
+            // What the API acknowledges is on disk before the answer leaves.
+            if let Some(first) = o.first_mut().filter(|f| f.reason == Reason::Ok) {
+                if let Err(e) = ingest.store().flush() {
+                    first.reason = Reason::Store;
+                    first.detail = format!("stored but not flushed to disk: {e}");
+                }
+            }
             (bytes, o)
         })
         .await
@@ -146,9 +155,16 @@ pub async fn start(
     let store_path = config.store_path(home);
     let store =
         Store::open(&store_path).map_err(|source| StartError::Store { path: store_path, source })?;
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
     let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
     let ingest = Ingest::new(store.clone(), events.clone());
+    // The settler role (genesis, batch check, leading epochs, settlement) when configured.
+    let settler = crate::settler::Settler::prepare(home, &config.settler, &key, &store, &mut metrics.registry).await?;
+    let ingest = match &settler {
+        Some(s) => ingest.with_batch_check(s.batch_check()),
+        None => ingest,
+    };
+    let metrics = Arc::new(metrics);
 
     let listen = parse_addrs(&config.network.p2p_listen)?;
     let bootstrap = parse_addrs(&config.network.bootstrap)?;
@@ -207,6 +223,10 @@ pub async fn start(
         ingest,
     };
     let mut router = crate::api::router(node.clone());
+    if let Some(s) = settler {
+        router = router.merge(s.router());
+        tasks.extend(s.spawn(&node, shutdown_rx.clone()));
+    }
     for r in routes {
         router = router.merge(r);
     }

@@ -76,6 +76,12 @@ pub struct Store {
     leases: sled::Tree,
     lease_events: sled::Tree,
     seen: sled::Tree,
+    /// Every provider info ever stored, by id (the settler's match batches name old ones).
+    provider_history: sled::Tree,
+    /// Provider key ‖ sequence (big endian) → info id, to find the snapshot as of a time.
+    provider_by_seq: sled::Tree,
+    /// Provider key ‖ heartbeat time (big endian): proofs of life for accrual.
+    heartbeat_times: sled::Tree,
 }
 
 fn decode<T: Signable>(key: &[u8], bytes: &[u8]) -> Result<Signed<T>, StoreError> {
@@ -122,6 +128,9 @@ impl Store {
             leases: db.open_tree("leases")?,
             lease_events: db.open_tree("lease_events")?,
             seen: db.open_tree("seen")?,
+            provider_history: db.open_tree("provider_history")?,
+            provider_by_seq: db.open_tree("provider_by_seq")?,
+            heartbeat_times: db.open_tree("heartbeat_times")?,
             db,
         })
     }
@@ -229,6 +238,7 @@ impl Store {
     pub fn put_provider_info(&self, info: &Signed<ProviderInfo>) -> Result<bool, StoreError> {
         let key = info.body.provider.0;
         let bytes = info.encode();
+        self.put_provider_history(info, &bytes)?;
         loop {
             let current = self.providers.get(key)?;
             if let Some(cur) = &current {
@@ -255,6 +265,9 @@ impl Store {
     pub fn put_heartbeat(&self, hb: &Signed<Heartbeat>) -> Result<bool, StoreError> {
         let key = hb.body.provider.0;
         let bytes = hb.encode();
+        let mut tkey = key.to_vec();
+        tkey.extend_from_slice(&be(hb.body.at_ms));
+        self.heartbeat_times.insert(tkey, &[])?;
         loop {
             let current = self.heartbeats.get(key)?;
             if let Some(cur) = &current {
@@ -271,6 +284,74 @@ impl Store {
 
     pub fn heartbeat(&self, key: &PublicKey) -> Result<Option<Signed<Heartbeat>>, StoreError> {
         self.heartbeats.get(key.0)?.map(|v| decode(&key.0, &v)).transpose()
+    }
+
+    fn put_provider_history(&self, info: &Signed<ProviderInfo>, bytes: &[u8]) -> Result<(), StoreError> {
+        let id = info.id();
+        self.provider_history.insert(id.as_bytes(), bytes)?;
+        let mut k = info.body.provider.0.to_vec();
+        k.extend_from_slice(&be(info.body.sequence));
+        self.provider_by_seq.insert(k, id.as_bytes())?;
+        Ok(())
+    }
+
+    /// Any provider info this node ever stored, by id (not only the latest).
+    pub fn provider_info_by_id(&self, id: &Id) -> Result<Option<Signed<ProviderInfo>>, StoreError> {
+        self.provider_history.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
+    }
+
+    pub fn provider_info_bytes_by_id(&self, id: &Id) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.provider_history.get(id.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// The provider's info with the highest sequence among those created at or before `at_ms`.
+    pub fn provider_info_as_of(
+        &self,
+        provider: &PublicKey,
+        at_ms: u64,
+    ) -> Result<Option<Signed<ProviderInfo>>, StoreError> {
+        for kv in self.provider_by_seq.scan_prefix(provider.0).rev() {
+            let (_, id) = kv?;
+            let Some(id) = id_from(&id) else { continue };
+            if let Some(info) = self.provider_info_by_id(&id)? {
+                if info.body.created_at_ms <= at_ms {
+                    return Ok(Some(info));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Proofs of life of a provider in `[from_ms, to_ms]`, ascending: its heartbeats' times and
+    /// its provider infos' creation times.
+    pub fn proofs_of_life(&self, provider: &PublicKey, from_ms: u64, to_ms: u64) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        let mut lo = provider.0.to_vec();
+        lo.extend_from_slice(&be(from_ms));
+        let mut hi = provider.0.to_vec();
+        hi.extend_from_slice(&be(to_ms));
+        for kv in self.heartbeat_times.range(lo..=hi) {
+            let (k, _) = kv?;
+            out.push(from_be(&k[32..]));
+        }
+        for kv in self.provider_by_seq.scan_prefix(provider.0) {
+            let (_, id) = kv?;
+            let Some(id) = id_from(&id) else { continue };
+            if let Some(info) = self.provider_info_by_id(&id)? {
+                let t = info.body.created_at_ms;
+                if (from_ms..=to_ms).contains(&t) {
+                    out.push(t);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// A tree of its own in the node's database, for a role's state (name it `role/what`).
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
     }
 
     // --- match batches and leases ---

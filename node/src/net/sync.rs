@@ -34,6 +34,9 @@ pub enum SyncRequest {
     LiveIds { kind: SyncKind, after: Option<Id>, limit: u32 },
     /// The signed bytes of these objects.
     Fetch { kind: SyncKind, ids: Vec<Id> },
+    /// The signed bytes of these provider infos (any stored snapshot, not only the latest):
+    /// a match batch names the snapshots it used.
+    FetchProviderInfos { ids: Vec<Id> },
 }
 
 /// A pull-sync response.

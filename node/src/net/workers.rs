@@ -189,6 +189,13 @@ fn answer(store: &crate::store::Store, request: SyncRequest) -> SyncResponse {
             }
             result.map(|()| SyncResponse::Objects { items })
         }
+        SyncRequest::FetchProviderInfos { ids } => ids
+            .iter()
+            .take(SYNC_FETCH_LIMIT)
+            .filter_map(|id| store.provider_info_bytes_by_id(id).transpose())
+            .map(|r| r.map(hex::encode))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|items| SyncResponse::Objects { items }),
     };
     res.unwrap_or_else(|e| SyncResponse::Refused { reason: e.to_string() })
 }

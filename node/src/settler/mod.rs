@@ -1,0 +1,629 @@
+//! The settler role: epoch matching and settlement.
+//!
+//! Every node with a genesis file (`[settler] genesis = "..."`) takes part in epoch matching as
+//! a verifier: a [`MatchBatch`] is accepted only if its signer may lead its epoch and the
+//! matcher, re-run on exactly the inputs the batch names, gives the same awards and digest
+//! ([`matching::check_batch`]); inputs it lacks are fetched by id from connected peers first
+//! (pull sync). A mismatch is rejected (gossip `Reject`: the sender's score drops), logged and
+//! counted in `leasemesh_settler_batches_rejected_total{reason}`. Accepted awards become leases
+//! (the ingest pipeline writes them and emits the `award` event).
+//!
+//! A node whose key is listed in the genesis also leads epochs ([`run_leader`]): after an epoch
+//! closes and the settle delay passes, its leader gathers the epoch's orders, bids and provider
+//! snapshots, runs the matcher, signs and publishes the batch; the next settler takes over after
+//! each leader timeout without a batch. The first settler of the genesis also settles
+//! ([`settle`]): accrual from lease events and heartbeats, batches anchored on the embedded
+//! ledger through the journal.
+//!
+//! Files: [`genesis`] (the network file), [`epoch`] (the clock and leader choice, pure),
+//! [`matching`] (gather, build, check; pure), [`settle`] (settlement), [`api`] (routes).
+//!
+//! Not here: the Cosmos backend is not wired yet (a genesis asking for it is refused at start).
+
+pub mod api;
+pub mod epoch;
+pub mod genesis;
+pub mod matching;
+pub mod settle;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use leasemesh_protocol::{Bid, Id, Keypair, MatchBatch, Order, ProviderInfo, Signed};
+use libp2p::PeerId;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, watch, Mutex};
+use tokio::task::JoinHandle;
+
+use crate::events::NodeEvent;
+use crate::ingest::{BatchCheck, Kind};
+use crate::net::service::NetworkHandle;
+use crate::net::sync::{SyncKind, SyncRequest, SyncResponse, SYNC_FETCH_LIMIT};
+use crate::node::Node;
+use crate::now_ms;
+use crate::store::Store;
+use epoch::EpochClock;
+use genesis::{Backend, Genesis};
+use matching::{check_batch, CheckError, Inputs, Missing};
+use settle::Settlement;
+
+/// How long a batch check waits for missing inputs to arrive from peers.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Queue of fetch jobs from batch checks to the fetcher task.
+pub const FETCH_QUEUE_CAPACITY: usize = 16;
+/// How often the leader looks for epochs to publish.
+pub const LEADER_TICK: Duration = Duration::from_millis(50);
+/// Epochs that closed longer ago than this without a batch are not matched any more.
+pub const MAX_BACKFILL_MS: u64 = 10 * 60 * 1000;
+
+/// `[settler]` of the node's config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SettlerConfig {
+    /// The network's genesis file (TOML, or JSON if it ends in .json), relative to the home
+    /// directory unless absolute. Empty: no epoch matching here (the node only relays batches).
+    pub genesis: String,
+    /// Lead epochs (and settle, for the first settler) when this node's key is in the genesis.
+    pub enabled: bool,
+    /// How often the settlement settler builds and anchors a settlement batch, in ms.
+    pub settle_interval_ms: u64,
+    /// Also settle at once when a lease closes (the demo's "close → anchored" path).
+    pub settle_on_close: bool,
+    /// The settlement database (journal and embedded ledger), relative to the home directory.
+    pub ledger_path: String,
+}
+
+impl Default for SettlerConfig {
+    fn default() -> Self {
+        SettlerConfig {
+            genesis: String::new(),
+            enabled: true,
+            settle_interval_ms: 10_000,
+            settle_on_close: false,
+            ledger_path: "settlement".into(),
+        }
+    }
+}
+
+fn resolve(home: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        home.join(p)
+    }
+}
+
+/// Labels of a rejected batch.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+/// The settler's metrics (prefix `leasemesh_settler_`).
+#[derive(Debug, Clone, Default)]
+pub struct SettlerMetrics {
+    /// Batches this node signed and published.
+    pub batches_published: Counter,
+    /// Batches that passed the check here.
+    pub batches_accepted: Counter,
+    /// Batches refused here, by reason (`awards_mismatch`, `digest_mismatch`, `not_a_settler`...).
+    pub batches_rejected: Family<ReasonLabels, Counter>,
+    /// Inputs fetched by id from peers to check a batch.
+    pub inputs_fetched: Counter,
+    /// Settlement batches anchored, and rounds that failed.
+    pub settlements_anchored: Counter,
+    pub settlement_failures: Counter,
+}
+
+impl SettlerMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("settler");
+        r.register(
+            "batches_published",
+            "Match batches this node signed and published",
+            self.batches_published.clone(),
+        );
+        r.register(
+            "batches_accepted",
+            "Match batches that passed the re-computation here",
+            self.batches_accepted.clone(),
+        );
+        r.register(
+            "batches_rejected",
+            "Match batches refused here, by reason",
+            self.batches_rejected.clone(),
+        );
+        r.register(
+            "inputs_fetched",
+            "Batch inputs fetched by id from peers",
+            self.inputs_fetched.clone(),
+        );
+        r.register(
+            "settlements_anchored",
+            "Settlement batches anchored",
+            self.settlements_anchored.clone(),
+        );
+        r.register(
+            "settlement_failures",
+            "Settlement rounds that failed",
+            self.settlement_failures.clone(),
+        );
+    }
+}
+
+/// The settler could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettlerError {
+    #[error(transparent)]
+    Genesis(#[from] genesis::GenesisError),
+    #[error("node store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("settlement: {0}")]
+    Settlement(#[from] settle::SettleError),
+    #[error("the genesis asks for the {0:?} settlement backend, which this node does not support yet; use backend = \"local\"")]
+    Backend(Backend),
+}
+
+/// Missing inputs to fetch, and where to say how many arrived.
+#[derive(Debug)]
+struct FetchJob {
+    missing: Missing,
+    reply: std::sync::mpsc::SyncSender<usize>,
+}
+
+/// What the batch check, the tasks and the routes share.
+#[derive(Debug)]
+pub struct Shared {
+    pub genesis: Genesis,
+    pub clock: EpochClock,
+    pub metrics: SettlerMetrics,
+    pub store: Store,
+    /// Epoch (big endian) → id of the batch accepted for it.
+    by_epoch: sled::Tree,
+    /// `last_batch` → id of the latest accepted batch.
+    meta: sled::Tree,
+    fetch_tx: mpsc::Sender<FetchJob>,
+    /// The settlement settler's state; `None` on other nodes.
+    pub settlement: Option<Mutex<Settlement>>,
+}
+
+const LAST_BATCH: &[u8] = b"last_batch";
+
+impl Shared {
+    /// The batch accepted for epoch `e`.
+    pub fn batch_id_for_epoch(&self, e: u64) -> Result<Option<Id>, sled::Error> {
+        Ok(self
+            .by_epoch
+            .get(e.to_be_bytes())?
+            .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok().map(leasemesh_protocol::Hash)))
+    }
+
+    fn last_batch(&self) -> Id {
+        self.meta
+            .get(LAST_BATCH)
+            .ok()
+            .flatten()
+            .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok().map(leasemesh_protocol::Hash))
+            .unwrap_or(leasemesh_protocol::Hash::ZERO)
+    }
+
+    fn reject(
+        &self,
+        batch: &Signed<MatchBatch>,
+        label: &str,
+        detail: String,
+    ) -> Result<(), String> {
+        self.metrics.batches_rejected.get_or_create(&ReasonLabels { reason: label.into() }).inc();
+        tracing::warn!(epoch = batch.body.epoch, batch = %batch.id().short(), signer = %batch.signer, reason = label, %detail, "match batch rejected");
+        Err(format!("{label}: {detail}"))
+    }
+
+    /// Asks the fetcher task for missing inputs and waits (this runs on a blocking thread).
+    fn fetch_blocking(&self, missing: Missing) -> usize {
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        if self.fetch_tx.try_send(FetchJob { missing, reply }).is_err() {
+            tracing::warn!("fetch queue full or fetcher stopped; checking with what is here");
+            return 0;
+        }
+        rx.recv_timeout(FETCH_TIMEOUT + Duration::from_millis(500)).unwrap_or(0)
+    }
+}
+
+struct StoreInputs<'a>(&'a Store);
+
+impl Inputs for StoreInputs<'_> {
+    fn order(&self, id: &Id) -> Option<Signed<Order>> {
+        self.0.order(id).ok().flatten()
+    }
+    fn bid(&self, id: &Id) -> Option<Signed<Bid>> {
+        self.0.bid(id).ok().flatten()
+    }
+    fn provider_info(&self, id: &Id) -> Option<Signed<ProviderInfo>> {
+        self.0.provider_info_by_id(id).ok().flatten()
+    }
+}
+
+/// The batch check plugged into the ingest pipeline.
+#[derive(Debug)]
+struct Check(Arc<Shared>);
+
+impl BatchCheck for Check {
+    fn check(&self, batch: &Signed<MatchBatch>, store: &Store) -> Result<(), String> {
+        let s = &self.0;
+        let inputs = StoreInputs(store);
+        let mut result = check_batch(&s.clock, &s.genesis.settlers, batch, &inputs, now_ms());
+        if let Err(CheckError::Missing(m)) = &result {
+            let n = s.fetch_blocking(m.clone());
+            tracing::debug!(
+                epoch = batch.body.epoch,
+                wanted = m.total(),
+                fetched = n,
+                "fetched batch inputs"
+            );
+            result = check_batch(&s.clock, &s.genesis.settlers, batch, &inputs, now_ms());
+        }
+        if let Err(e) = result {
+            return s.reject(batch, e.label(), e.to_string());
+        }
+        let id = batch.id();
+        let key = batch.body.epoch.to_be_bytes();
+        match s.by_epoch.compare_and_swap(
+            key,
+            None as Option<&[u8]>,
+            Some(id.as_bytes().as_slice()),
+        ) {
+            Ok(Ok(())) => {}
+            Ok(Err(cur)) if cur.current.as_deref() == Some(id.as_bytes().as_slice()) => {}
+            Ok(Err(_)) => {
+                return s.reject(
+                    batch,
+                    "epoch_taken",
+                    format!("epoch {} already has an accepted batch", batch.body.epoch),
+                );
+            }
+            Err(e) => return Err(format!("store: {e}")),
+        }
+        if let Err(e) = s.meta.insert(LAST_BATCH, id.as_bytes().as_slice()) {
+            tracing::warn!(error = %e, "cannot record the last batch");
+        }
+        s.metrics.batches_accepted.inc();
+        tracing::info!(epoch = batch.body.epoch, batch = %id.short(), awards = batch.body.awards.len(), digest = %batch.body.outcome_digest.short(), "match batch accepted");
+        Ok(())
+    }
+}
+
+/// The settler role of one node, between [`Settler::prepare`] (before the node starts) and
+/// [`Settler::spawn`] (once it runs).
+#[derive(Debug)]
+pub struct Settler {
+    pub shared: Arc<Shared>,
+    fetch_rx: mpsc::Receiver<FetchJob>,
+    /// This node leads epochs (its key is a settler and the role is enabled).
+    leads: bool,
+}
+
+impl Settler {
+    /// Loads the genesis and opens the role's state. `None` when no genesis is configured.
+    pub async fn prepare(
+        home: &Path,
+        config: &SettlerConfig,
+        key: &Keypair,
+        store: &Store,
+        registry: &mut Registry,
+    ) -> Result<Option<Settler>, SettlerError> {
+        if config.genesis.trim().is_empty() {
+            return Ok(None);
+        }
+        let genesis = Genesis::load(&resolve(home, &config.genesis))?;
+        let clock = EpochClock {
+            epoch_ms: genesis.epoch_ms,
+            settle_delay_ms: genesis.settle_delay_ms,
+            leader_timeout_ms: genesis.leader_timeout_ms,
+        };
+        let me = key.public();
+        let leads = config.enabled && genesis.settlers.contains(&me);
+        let settles = leads && genesis.settlement_settler() == Some(&me);
+        let settlement = if settles {
+            if genesis.settlement.backend != Backend::Local {
+                return Err(SettlerError::Backend(genesis.settlement.backend));
+            }
+            let path = resolve(home, &config.ledger_path);
+            Some(Mutex::new(Settlement::open(&path, key.clone(), genesis.clone()).await?))
+        } else {
+            None
+        };
+        tracing::info!(network = %genesis.network, genesis = %genesis.digest().short(), settlers = genesis.settlers.len(), leads, settles, "genesis loaded");
+        let metrics = SettlerMetrics::default();
+        metrics.register(registry);
+        let (fetch_tx, fetch_rx) = mpsc::channel(FETCH_QUEUE_CAPACITY);
+        let shared = Arc::new(Shared {
+            clock,
+            metrics,
+            store: store.clone(),
+            by_epoch: store.tree("settler/batches_by_epoch")?,
+            meta: store.tree("settler/meta")?,
+            fetch_tx,
+            settlement,
+            genesis,
+        });
+        Ok(Some(Settler { shared, fetch_rx, leads }))
+    }
+
+    /// The check to install in the ingest pipeline.
+    pub fn batch_check(&self) -> Arc<dyn BatchCheck> {
+        Arc::new(Check(self.shared.clone()))
+    }
+
+    /// The role's API routes.
+    pub fn router(&self) -> axum::Router {
+        api::router(self.shared.clone())
+    }
+
+    /// Starts the role's tasks: the input fetcher always, the leader and settlement when this
+    /// node has those jobs.
+    pub fn spawn(self, node: &Node, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let mut tasks = vec![tokio::spawn(run_fetcher(
+            self.fetch_rx,
+            node.store.clone(),
+            node.net.clone(),
+            self.shared.clone(),
+            shutdown.clone(),
+        ))];
+        if self.leads {
+            tasks.push(tokio::spawn(run_leader(
+                node.clone(),
+                self.shared.clone(),
+                shutdown.clone(),
+            )));
+        }
+        if self.shared.settlement.is_some() {
+            tasks.push(tokio::spawn(run_settlement(node.clone(), self.shared.clone(), shutdown)));
+        }
+        tasks
+    }
+}
+
+// --- fetching inputs ---------------------------------------------------------------------------
+
+async fn run_fetcher(
+    mut rx: mpsc::Receiver<FetchJob>,
+    store: Store,
+    net: NetworkHandle,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let job = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            j = rx.recv() => match j { Some(j) => j, None => break },
+        };
+        let n = tokio::time::timeout(FETCH_TIMEOUT, fetch_missing(&store, &net, job.missing))
+            .await
+            .unwrap_or(0);
+        shared.metrics.inputs_fetched.inc_by(n as u64);
+        let _ = job.reply.try_send(n);
+    }
+}
+
+/// Asks connected peers for the missing inputs, stores the ones that verify; returns how many.
+async fn fetch_missing(store: &Store, net: &NetworkHandle, mut missing: Missing) -> usize {
+    let Some(status) = net.status().await else { return 0 };
+    let peers: Vec<PeerId> =
+        status.connected_peers.iter().filter_map(|p| p.peer_id.parse().ok()).collect();
+    let mut got = 0;
+    for peer in peers {
+        if missing.is_empty() {
+            break;
+        }
+        // Orders first: a bid is checked against its order.
+        for chunk in missing.orders.clone().chunks(SYNC_FETCH_LIMIT) {
+            let req = SyncRequest::Fetch { kind: SyncKind::Orders, ids: chunk.to_vec() };
+            for bytes in objects(net, peer, req).await {
+                if let Ok(o) = Signed::<Order>::decode_verified(&bytes) {
+                    let id = o.id();
+                    if missing.orders.contains(&id) && store.put_order(&id, &bytes).is_ok() {
+                        missing.orders.retain(|x| *x != id);
+                        got += 1;
+                    }
+                }
+            }
+        }
+        for chunk in missing.provider_infos.clone().chunks(SYNC_FETCH_LIMIT) {
+            let req = SyncRequest::FetchProviderInfos { ids: chunk.to_vec() };
+            for bytes in objects(net, peer, req).await {
+                if let Ok(p) = Signed::<ProviderInfo>::decode_verified(&bytes) {
+                    let id = p.id();
+                    if missing.provider_infos.contains(&id) && store.put_provider_info(&p).is_ok() {
+                        missing.provider_infos.retain(|x| *x != id);
+                        got += 1;
+                    }
+                }
+            }
+        }
+        for chunk in missing.bids.clone().chunks(SYNC_FETCH_LIMIT) {
+            let req = SyncRequest::Fetch { kind: SyncKind::Bids, ids: chunk.to_vec() };
+            for bytes in objects(net, peer, req).await {
+                let Ok(b) = Signed::<Bid>::decode_verified(&bytes) else { continue };
+                let id = b.id();
+                if !missing.bids.contains(&id) {
+                    continue;
+                }
+                let Ok(Some(order)) = store.order(&b.body.order_id) else { continue };
+                if b.body.check_against(&b.body.order_id, &order.body).is_ok()
+                    && store.put_bid(&id, &b.body.order_id, &bytes).is_ok()
+                {
+                    missing.bids.retain(|x| *x != id);
+                    got += 1;
+                }
+            }
+        }
+    }
+    got
+}
+
+async fn objects(net: &NetworkHandle, peer: PeerId, req: SyncRequest) -> Vec<Vec<u8>> {
+    match net.request(peer, req).await {
+        Ok(SyncResponse::Objects { items }) => {
+            items.iter().filter_map(|h| hex::decode(h).ok()).collect()
+        }
+        Ok(other) => {
+            tracing::debug!(peer = %peer, answer = ?other, "peer did not send objects");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::debug!(peer = %peer, error = %e, "fetch failed");
+            Vec::new()
+        }
+    }
+}
+
+// --- leading epochs ----------------------------------------------------------------------------
+
+/// Orders by the epoch their auction closes in, as this node learns of them.
+#[derive(Debug, Default)]
+struct OrderIndex {
+    by_epoch: BTreeMap<u64, BTreeSet<Id>>,
+}
+
+impl OrderIndex {
+    fn add(&mut self, clock: &EpochClock, id: Id, closes_at_ms: u64) {
+        self.by_epoch.entry(clock.epoch_of(closes_at_ms)).or_default().insert(id);
+    }
+
+    fn rescan(&mut self, clock: &EpochClock, store: &Store, now: u64) {
+        match store.orders(None) {
+            Ok(orders) => {
+                for o in orders {
+                    let close = o.body.auction_closes_at_ms();
+                    if close.saturating_add(MAX_BACKFILL_MS) > now {
+                        self.add(clock, o.id(), close);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot scan orders"),
+        }
+    }
+}
+
+/// Leads the epochs this node is due to lead: matches, signs and publishes their batches.
+pub async fn run_leader(node: Node, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let clock = shared.clock;
+    let me = node.key.public();
+    let mut events = node.events.subscribe();
+    let mut index = OrderIndex::default();
+    index.rescan(&clock, &node.store, now_ms());
+    let mut tick = tokio::time::interval(LEADER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            ev = events.recv() => match ev {
+                Ok(NodeEvent::Order { id, closes_at_ms, .. }) => index.add(&clock, id, closes_at_ms),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => index.rescan(&clock, &node.store, now_ms()),
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            _ = tick.tick() => {
+                let now = now_ms();
+                let due: Vec<u64> = index.by_epoch.keys().copied().take_while(|e| clock.end_ms(*e) + clock.settle_delay_ms <= now).collect();
+                for e in due {
+                    if clock.end_ms(e).saturating_add(MAX_BACKFILL_MS) < now {
+                        index.by_epoch.remove(&e);
+                        continue;
+                    }
+                    if shared.batch_id_for_epoch(e).ok().flatten().is_some() {
+                        index.by_epoch.remove(&e);
+                        continue;
+                    }
+                    let Some(rank) = epoch::rank_of(&shared.genesis.settlers, e, &me) else { break };
+                    if clock.turn_starts_ms(e, rank) > now {
+                        continue;
+                    }
+                    let ids = index.by_epoch.remove(&e).unwrap_or_default();
+                    publish_epoch(&node, &shared, e, ids, rank).await;
+                }
+            }
+        }
+    }
+}
+
+async fn publish_epoch(node: &Node, shared: &Arc<Shared>, e: u64, ids: BTreeSet<Id>, rank: usize) {
+    let store = node.store.clone();
+    let clock = shared.clock;
+    let gathered = tokio::task::spawn_blocking(move || {
+        let orders: Vec<Signed<Order>> =
+            ids.iter().filter_map(|id| store.order(id).ok().flatten()).collect();
+        matching::gather(
+            &clock,
+            e,
+            orders,
+            |id| store.bids_for_order(id).unwrap_or_default(),
+            |p, at| store.provider_info_as_of(p, at).ok().flatten(),
+        )
+    })
+    .await;
+    let inputs = match gathered {
+        Ok(i) if !i.is_empty() => i,
+        Ok(_) => return,
+        Err(err) => {
+            tracing::error!(epoch = e, error = %err, "gathering the epoch's inputs failed");
+            return;
+        }
+    };
+    let batch = matching::build_batch(&node.key, e, shared.last_batch(), now_ms(), &inputs);
+    let id = batch.id();
+    let awards = batch.body.awards.len();
+    match node.submit(Kind::MatchBatch, batch.encode()).await {
+        Ok(s) => {
+            shared.metrics.batches_published.inc();
+            tracing::info!(epoch = e, rank, batch = %id.short(), orders = inputs.orders.len(), bids = inputs.bids.len(), awards, gossiped = s.publish_error.is_none(), "match batch published");
+        }
+        Err(o) => {
+            tracing::error!(epoch = e, batch = %id.short(), reason = %o.reason, detail = %o.detail, "own match batch refused")
+        }
+    }
+}
+
+// --- settlement --------------------------------------------------------------------------------
+
+/// Settles every interval, and at once after a lease closes when `settle_on_close` is on.
+pub async fn run_settlement(node: Node, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let Some(settlement) = &shared.settlement else { return };
+    let cfg = node.config.settler.clone();
+    let mut tick = tokio::time::interval(Duration::from_millis(cfg.settle_interval_ms.max(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut events = node.events.subscribe();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            ev = events.recv() => match ev {
+                Ok(NodeEvent::Lease { state, .. }) if cfg.settle_on_close && (state == "closed" || state == "failed") => {}
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            _ = tick.tick() => {}
+        }
+        let s = settlement.lock().await;
+        match s.settle_once(&node.store, now_ms()).await {
+            Ok(Some(_)) => {
+                shared.metrics.settlements_anchored.inc();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                shared.metrics.settlement_failures.inc();
+                tracing::warn!(error = %e, "settlement round failed");
+            }
+        }
+    }
+}
