@@ -1,0 +1,331 @@
+//! End to end on real processes over loopback: one settler and three nodes share a genesis; a
+//! tenant's order and three providers' competing bids go in through different nodes' APIs;
+//! after the epoch every node holds the identical match batch, the cheapest feasible bid won
+//! and the lease is listed everywhere. A batch with a tampered award, signed by the real
+//! settler key, is refused by the API and by gossip peers, and counted.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use leasemesh_node::settler::genesis::{Genesis, SettlementGenesis};
+use leasemesh_protocol::{samples, Bid, Coin, Keypair, MatchBatch, Order, ProviderInfo, Signed};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_leasemesh-node");
+const EPOCH_MS: u64 = 1000;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// A node process; killed on drop.
+struct TestNode {
+    name: &'static str,
+    home: PathBuf,
+    api: String,
+    p2p: String,
+    key: Keypair,
+    child: Option<Child>,
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl TestNode {
+    fn init(root: &Path, name: &'static str, raw_publish: bool) -> TestNode {
+        let home = root.join(name);
+        let (p2p_port, api_port) = (free_port(), free_port());
+        let mut cmd = Command::new(BIN);
+        cmd.args(["init", "--home"]).arg(&home);
+        cmd.args(["--p2p-listen", &format!("/ip4/127.0.0.1/tcp/{p2p_port}")]);
+        cmd.args(["--api-listen", &format!("127.0.0.1:{api_port}")]);
+        if raw_publish {
+            cmd.arg("--unsafe-raw-publish");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "init {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let secret = std::fs::read_to_string(home.join("identity.key")).unwrap();
+        let secret: [u8; 32] = hex::decode(secret.trim()).unwrap().try_into().unwrap();
+        let key = Keypair::from_secret(secret);
+        assert_eq!(info["node_key"].as_str().unwrap(), key.public().to_hex());
+        let peer = info["peer_id"].as_str().unwrap().to_string();
+        TestNode {
+            name,
+            home,
+            api: format!("http://127.0.0.1:{api_port}"),
+            p2p: format!("/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{peer}"),
+            key,
+            child: None,
+        }
+    }
+
+    /// Points the config at the genesis and the bootstrap peers, then starts the process.
+    fn start(&mut self, genesis: &Path, bootstrap: &[String]) {
+        let path = self.home.join("config.toml");
+        let mut cfg: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut settler = toml::Table::new();
+        settler.insert("genesis".into(), genesis.display().to_string().into());
+        cfg.insert("settler".into(), settler.into());
+        let net = cfg.entry("network").or_insert(toml::Table::new().into());
+        net.as_table_mut().unwrap().insert(
+            "bootstrap".into(),
+            toml::Value::Array(bootstrap.iter().map(|b| b.clone().into()).collect()),
+        );
+        std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+        let log = std::fs::File::create(self.home.join("node.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "--home"])
+            .arg(&self.home)
+            .env("RUST_LOG", "info,leasemesh_node=debug,libp2p=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.join("node.log")).unwrap_or_default()
+    }
+
+    fn get(&self, path: &str) -> Result<Value, (u16, String)> {
+        match ureq::get(&format!("{}{path}", self.api)).timeout(Duration::from_secs(5)).call() {
+            Ok(r) => Ok(r.into_json().unwrap()),
+            Err(ureq::Error::Status(code, r)) => Err((code, r.into_string().unwrap_or_default())),
+            Err(e) => Err((0, e.to_string())),
+        }
+    }
+
+    fn post_hex(&self, path: &str, bytes: &[u8]) -> Result<Value, (u16, String)> {
+        let body = json!({ "signed_hex": hex::encode(bytes) });
+        match ureq::post(&format!("{}{path}", self.api))
+            .timeout(Duration::from_secs(10))
+            .send_json(body)
+        {
+            Ok(r) => Ok(r.into_json().unwrap()),
+            Err(ureq::Error::Status(code, r)) => Err((code, r.into_string().unwrap_or_default())),
+            Err(e) => Err((0, e.to_string())),
+        }
+    }
+
+    fn metrics(&self) -> String {
+        ureq::get(&format!("{}/metrics", self.api)).call().unwrap().into_string().unwrap()
+    }
+
+    fn metric(&self, line_prefix: &str) -> u64 {
+        self.metrics()
+            .lines()
+            .find(|l| l.starts_with(line_prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Polls `f` until it returns `Some`, or fails with `what` after `limit`.
+fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    nodes: &[&TestNode],
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > limit {
+            for n in nodes {
+                eprintln!("----- {} log -----\n{}", n.name, n.log());
+            }
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_node_accepts_the_same_batch_and_refuses_a_tampered_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settler = TestNode::init(dir.path(), "settler", false);
+    let mut nodes = vec![
+        TestNode::init(dir.path(), "node-a", true),
+        TestNode::init(dir.path(), "node-b", false),
+        TestNode::init(dir.path(), "node-c", false),
+    ];
+    let genesis = Genesis {
+        network: "e2e".into(),
+        epoch_ms: EPOCH_MS,
+        settle_delay_ms: 300,
+        leader_timeout_ms: 2000,
+        settlers: vec![settler.key.public()],
+        settlement: SettlementGenesis::default(),
+        balances: vec![],
+        grants: vec![],
+    };
+    let genesis_path = dir.path().join("genesis.toml");
+    std::fs::write(&genesis_path, genesis.to_toml().unwrap()).unwrap();
+    settler.start(&genesis_path, &[]);
+    for n in nodes.iter_mut() {
+        n.start(&genesis_path, std::slice::from_ref(&settler.p2p));
+    }
+    let all: Vec<&TestNode> = std::iter::once(&settler).chain(nodes.iter()).collect();
+    for n in &all {
+        wait_for("the API and a gossip mesh on every topic", Duration::from_secs(20), &all, || {
+            let s = n.get("/v1/status").ok()?;
+            let mesh = &s["mesh"];
+            ["orders", "bids", "providers", "batches"]
+                .iter()
+                .all(|t| mesh[*t].as_u64().unwrap_or(0) >= 1)
+                .then_some(())
+        });
+        let st = n.get("/v1/settler/status").unwrap();
+        assert_eq!(
+            st["genesis_digest"],
+            json!(genesis.digest()),
+            "{} loaded another genesis",
+            n.name
+        );
+    }
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+
+    // Three providers declare capacity (through node A).
+    let now = now_ms();
+    let providers: Vec<Keypair> =
+        (0..3).map(|i| Keypair::from_seed_label(&format!("e2e-provider-{i}"))).collect();
+    for (i, key) in providers.iter().enumerate() {
+        let mut info: ProviderInfo = samples::provider_info();
+        info.provider = key.public();
+        info.sequence = 1;
+        info.created_at_ms = now;
+        info.chain_address = format!("provider-{i}");
+        a.post_hex("/v1/providers", &Signed::sign(info, key).encode()).unwrap();
+    }
+    for n in &all {
+        wait_for("provider infos everywhere", Duration::from_secs(10), &all, || {
+            (n.get("/v1/providers").ok()?.as_array()?.len() == 3).then_some(())
+        });
+    }
+
+    // The tenant's order (through node B); its auction closes 1.5 s later.
+    let tenant = samples::tenant_key();
+    let mut order: Order = samples::order();
+    order.tenant = tenant.public();
+    order.created_at_ms = now_ms();
+    order.bid_window_ms = 1500;
+    order.placement.attributes.clear();
+    let order = Signed::sign(order, &tenant);
+    let order_id = order.id();
+    b.post_hex("/v1/orders", &order.encode()).unwrap();
+    wait_for("the order on node C", Duration::from_secs(5), &all, || {
+        c.get(&format!("/v1/orders/{order_id}")).ok()
+    });
+
+    // Competing bids (through node C): 300, 100 (the cheapest), 200.
+    let denom = order.body.max_price_per_hour.denom.clone();
+    let close = order.body.auction_closes_at_ms();
+    let mut bids = Vec::new();
+    for (key, price) in providers.iter().zip([300u128, 100, 200]) {
+        let bid = Signed::sign(
+            Bid {
+                version: leasemesh_protocol::v(),
+                order_id,
+                provider: key.public(),
+                price_per_hour: Coin::new(denom.clone(), price),
+                created_at_ms: now_ms(),
+                expires_at_ms: close + 60_000,
+            },
+            key,
+        );
+        c.post_hex("/v1/bids", &bid.encode()).unwrap();
+        bids.push(bid);
+    }
+    assert!(
+        now_ms() < close,
+        "the bids must be made before the auction closes; the machine is too slow"
+    );
+    let cheapest = &bids[1];
+    let dearest = &bids[0];
+
+    // After the epoch: the identical batch everywhere, the cheapest bid won.
+    let epoch = close / EPOCH_MS;
+    let views: Vec<Value> = all
+        .iter()
+        .map(|n| {
+            wait_for("the epoch's batch on every node", Duration::from_secs(15), &all, || {
+                n.get(&format!("/v1/batches/{epoch}")).ok()
+            })
+        })
+        .collect();
+    for (n, v) in all.iter().zip(&views) {
+        assert_eq!(v["batch_id"], views[0]["batch_id"], "{} holds another batch", n.name);
+        assert_eq!(v["outcome_digest"], views[0]["outcome_digest"], "{}", n.name);
+    }
+    let awards = views[0]["awards"].as_array().unwrap();
+    assert_eq!(awards.len(), 1, "{awards:?}");
+    assert_eq!(awards[0]["bid_id"], json!(cheapest.id()));
+    assert_eq!(awards[0]["provider"], json!(providers[1].public()));
+    let lease_id = awards[0]["lease_id"].as_str().unwrap().to_string();
+    for n in &all {
+        let leases = n.get("/v1/leases").unwrap();
+        assert!(
+            leases.as_array().unwrap().iter().any(|l| l["lease_id"] == json!(lease_id)),
+            "{} does not list the lease: {leases}",
+            n.name
+        );
+        assert!(n.metric("leasemesh_settler_batches_accepted_total") >= 1, "{}", n.name);
+    }
+    assert_eq!(settler.metric("leasemesh_settler_batches_published_total"), 1);
+
+    // A tampered batch: the award moved to the dearest bid, re-signed with the settler's key.
+    let signed = hex::decode(views[0]["signed_hex"].as_str().unwrap()).unwrap();
+    let mut body = Signed::<MatchBatch>::decode_verified(&signed).unwrap().body;
+    body.awards[0].bid_id = dearest.id();
+    body.awards[0].provider = dearest.body.provider;
+    body.awards[0].price_per_hour = dearest.body.price_per_hour.clone();
+    let tampered = Signed::sign(body, &settler.key);
+    let (code, detail) = a.post_hex("/v1/batches", &tampered.encode()).unwrap_err();
+    assert_eq!(code, 422, "{detail}");
+    assert!(detail.contains("batch_mismatch") && detail.contains("awards_mismatch"), "{detail}");
+    let rejected = r#"leasemesh_settler_batches_rejected_total{reason="awards_mismatch"}"#;
+    assert_eq!(a.metric(rejected), 1);
+
+    // The same bytes over gossip (node A plays a lying peer): its peers refuse and count it.
+    let before: u64 =
+        all[1..].iter().map(|n| n.metric(rejected)).sum::<u64>() + settler.metric(rejected);
+    assert_eq!(before, 1);
+    let resp = ureq::post(&format!("{}/v1/debug/publish", a.api))
+        .send_json(json!({ "topic": "batches", "payloads_hex": [hex::encode(tampered.encode())] }))
+        .unwrap()
+        .into_json::<Value>()
+        .unwrap();
+    assert_eq!(resp["published"], 1, "{resp}");
+    wait_for("a gossip peer to reject the tampered batch", Duration::from_secs(10), &all, || {
+        (settler.metric(rejected) + b.metric(rejected) + c.metric(rejected) >= 1).then_some(())
+    });
+    let tampered_lease = leasemesh_protocol::lease_id(&order_id, &dearest.id());
+    for n in &all {
+        let leases = n.get("/v1/leases").unwrap();
+        assert!(
+            !leases.as_array().unwrap().iter().any(|l| l["lease_id"] == json!(tampered_lease)),
+            "{} took the tampered award",
+            n.name
+        );
+        let v = n.get(&format!("/v1/batches/{epoch}")).unwrap();
+        assert_eq!(v["batch_id"], views[0]["batch_id"], "{} replaced the batch", n.name);
+    }
+}
