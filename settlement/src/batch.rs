@@ -19,7 +19,7 @@ use leasemesh_protocol::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::accrual::LeaseAccrual;
+use crate::accrual::{AccrualCursor, LeaseAccrual};
 
 /// The batch fields that do not come from the accruals.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +116,38 @@ pub fn payments(batch: &SettlementBatch) -> Vec<(PaymentKey, u128)> {
             _ => None,
         })
         .collect()
+}
+
+/// Advances per-lease cursors over one batch's records, so a settler that restarts can rebuild
+/// what every lease was already charged from its anchored batches alone (feed them in sequence
+/// order). Leases first seen in `batch` get a cursor from their `LeaseOpened` record.
+pub fn advance_cursors(cursors: &mut BTreeMap<Id, AccrualCursor>, batch: &SettlementBatch) {
+    // Records are sorted by kind first: every LeaseOpened comes before any Accrual or
+    // LeaseClosed of the batch.
+    for r in &batch.records {
+        match r {
+            SettlementRecord::LeaseOpened { lease_id, started_at_ms, .. } => {
+                cursors.entry(*lease_id).or_insert(AccrualCursor {
+                    started_at_ms: *started_at_ms,
+                    accrued_to_ms: *started_at_ms,
+                    accrued_amount: 0,
+                    closed: false,
+                });
+            }
+            SettlementRecord::Accrual { lease_id, amount, to_ms, .. } => {
+                if let Some(c) = cursors.get_mut(lease_id) {
+                    c.accrued_to_ms = c.accrued_to_ms.max(*to_ms);
+                    c.accrued_amount = c.accrued_amount.saturating_add(*amount);
+                }
+            }
+            SettlementRecord::LeaseClosed { lease_id, .. } => {
+                if let Some(c) = cursors.get_mut(lease_id) {
+                    c.closed = true;
+                }
+            }
+            SettlementRecord::Payment { .. } => {}
+        }
+    }
 }
 
 /// One record and the Merkle proof that it is a leaf under the batch root.
@@ -305,7 +337,7 @@ pub fn verify_lease_proof(proof: &LeaseProof, root: &Hash) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accrual::{AccrualCursor, LeaseEnd, LeaseTerms};
+    use crate::accrual::{LeaseEnd, LeaseTerms};
     use leasemesh_protocol::{samples, CloseReason, Coin, Signable, Signed};
     use proptest::prelude::*;
 

@@ -28,6 +28,7 @@
 //! | `journal/leases`     | lease id ++ sequence (big-endian)    | batch id (anchored batches only) |
 //! | `journal/meta`       | `head`                               | postcard `(sequence, batch id)` of the last anchored batch |
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -37,8 +38,9 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionError;
 use sled::Transactional;
 
+use crate::accrual::AccrualCursor;
 use crate::anchor::{Anchor, AnchorError, Confirmation, PreparedAnchor};
-use crate::batch::{prove_lease, record_lease, LeaseProof};
+use crate::batch::{advance_cursors, prove_lease, record_lease, LeaseProof};
 
 const HEAD: &[u8] = b"head";
 
@@ -287,6 +289,20 @@ impl Journal {
             if let (Some(proof), Some(anchor)) = (prove_lease(&batch.body, lease_id), anchor) {
                 out.push((proof, anchor));
             }
+        }
+        Ok(out)
+    }
+
+    /// What every lease was charged so far, folded over the anchored batches in sequence
+    /// order: the cursors to pass to the next [`accrue`](crate::accrual::accrue) after a restart.
+    pub fn cursors(&self) -> Result<BTreeMap<Id, AccrualCursor>, JournalError> {
+        let mut out = BTreeMap::new();
+        let head = self.head()?.map_or(0, |(s, _)| s);
+        for seq in 1..=head {
+            let batch = self
+                .batch(seq)?
+                .ok_or_else(|| corrupt("journal", format!("anchored batch {seq} missing")))?;
+            advance_cursors(&mut out, &batch.body);
         }
         Ok(out)
     }

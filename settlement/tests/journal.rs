@@ -287,6 +287,13 @@ async fn leases_are_found_and_proved_across_batches() {
     let b1 = fleet.signed_batch().unwrap();
     s.journal.settle(&mut ledger, b1.clone()).await.unwrap();
 
+    // A restarted settler finds the same cursors in the journal.
+    let from_journal = s.journal.cursors().unwrap();
+    assert_eq!(from_journal.len(), first.len());
+    for a in &first {
+        assert_eq!(from_journal[&a.terms.lease_id], a.cursor, "cursor of {}", a.terms.lease_id);
+    }
+
     // An hour later: open leases keep accruing, closed ones are done.
     let later = fleet.now_ms + 3_600_000;
     let cursors: std::collections::BTreeMap<_, AccrualCursor> =
@@ -337,4 +344,8 @@ async fn leases_are_found_and_proved_across_batches() {
     let failed = fleet.leases.iter().find(|l| l.timeline.running_at_ms.is_none()).unwrap();
     assert!(s.journal.batches_with_lease(&failed.terms.lease_id).unwrap().is_empty());
     assert_eq!(provider_total(&s), batch_total(&b1) + batch_total(&b2));
+    let after = s.journal.cursors().unwrap();
+    for a in &second {
+        assert_eq!(after[&a.terms.lease_id], a.cursor);
+    }
 }
