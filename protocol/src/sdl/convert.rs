@@ -177,7 +177,7 @@ pub fn to_orders(sdl: &Sdl, params: &OrderParams) -> Result<Deployment, SdlError
             let Some(price) = placement.pricing.iter().find(|p| p.profile == d.profile) else {
                 return Err(SdlError::Missing {
                     path: format!("{ppath}.pricing.{}", d.profile),
-                    line: placement.line,
+                    line: placement.pricing_line,
                     hint: "every profile deployed in a placement needs a price there",
                 });
             };
@@ -281,7 +281,7 @@ pub fn to_orders(sdl: &Sdl, params: &OrderParams) -> Result<Deployment, SdlError
         }
         let price_overflow = || SdlError::Overflow {
             path: format!("{ppath}.pricing"),
-            line: placement.line,
+            line: placement.pricing_line,
             why: "the price per hour does not fit in 128 bits",
         };
         let divisor = 10u128
@@ -293,7 +293,7 @@ pub fn to_orders(sdl: &Sdl, params: &OrderParams) -> Result<Deployment, SdlError
         if per_hour == 0 {
             return Err(SdlError::BadValue {
                 path: format!("{ppath}.pricing"),
-                line: placement.line,
+                line: placement.pricing_line,
                 value: "0".into(),
                 why: format!("the max price is 0 {denom} per hour: no provider can be paid"),
             });

@@ -154,6 +154,8 @@ pub struct PlacementProfile {
     pub signed_by_all_of: Vec<String>,
     /// Price per compute profile, sorted by profile name.
     pub pricing: Vec<Price>,
+    /// Line of the `pricing` key.
+    pub pricing_line: usize,
 }
 
 /// Per replica, per block.

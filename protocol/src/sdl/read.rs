@@ -981,7 +981,7 @@ impl Reader {
             }
         }
         let ppath = child(path, "pricing");
-        let (pricing_map, _) =
+        let (pricing_map, pricing_line) =
             req_map(get(e, "pricing"), &ppath, line, "give a price per compute profile")?;
         let mut pricing = Vec::new();
         for (k, v) in pricing_map {
@@ -1025,6 +1025,7 @@ impl Reader {
             signed_by_any_of: any_of,
             signed_by_all_of: all_of,
             pricing,
+            pricing_line,
         })
     }
 
@@ -1094,7 +1095,7 @@ impl Reader {
             if placement.pricing.iter().all(|p| p.profile != d.profile) {
                 return Err(SdlError::Missing {
                     path: format!("profiles.placement.{}.pricing.{}", d.placement, d.profile),
-                    line: placement.line,
+                    line: placement.pricing_line,
                     hint: "every profile deployed in a placement needs a price there",
                 });
             }
