@@ -15,6 +15,9 @@ use serde::Serialize;
 
 use crate::devnet::{DevAccount, Devnet, DevnetConfig, DevnetError, DENOM};
 
+/// Grant transactions sent at once by [`grant_all`].
+pub const GRANTS_IN_FLIGHT: usize = 200;
+
 /// Why a chain settlement run failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -47,12 +50,16 @@ pub async fn grant_all(
     settler_address: &str,
     limit: u128,
 ) -> Result<(), ChainRunError> {
+    // The node's mempool lane holds 500 txs: keep well below it.
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(GRANTS_IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
     for tenant in tenants {
         let key: SigningKey = tenant.signing_key()?;
         let client = client.clone();
         let settler = settler_address.to_string();
+        let permits = permits.clone();
         tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
             client.grant_send(&key, &settler, &[(DENOM.to_string(), limit)]).await
         });
     }

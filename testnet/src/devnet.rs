@@ -424,6 +424,10 @@ impl Devnet {
                 .arg("--home")
                 .arg(&home)
                 .arg("--log-no-color")
+                // Injective ignores config.toml's consensus timeouts (it hardcodes its own);
+                // this flag is the only way to set the block time.
+                .arg("--unsafe-consensus-timeout-commit")
+                .arg(format!("{}ms", cfg.block_time.as_millis()))
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(log_err)
