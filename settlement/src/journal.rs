@@ -35,7 +35,7 @@ use std::time::Duration;
 use leasemesh_protocol::codec::to_canonical;
 use leasemesh_protocol::{Anchor as AnchorRecord, DecodeError, Hash, Id, SettlementBatch, Signed};
 use serde::{Deserialize, Serialize};
-use sled::transaction::TransactionError;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 use crate::accrual::AccrualCursor;
@@ -136,7 +136,7 @@ pub enum JournalError {
     },
 }
 
-/// The journal. Cheap to clone (sled handles); the step hook is not cloned.
+/// The journal. One settler task drives it; its getters may be called from anywhere.
 pub struct Journal {
     db: sled::Db,
     batches: sled::Tree,
@@ -356,16 +356,40 @@ impl Journal {
         let state_bytes = to_canonical(&state);
         (&self.batches, &self.states, &self.sequences)
             .transaction(|(batches, states, sequences)| {
+                // Another call may have claimed the sequence since the checks above.
+                if let Some(other) = sequences.get(sequence.to_be_bytes())? {
+                    return Err(ConflictableTransactionError::Abort(other));
+                }
                 batches.insert(id.as_bytes(), encoded.as_slice())?;
                 states.insert(id.as_bytes(), state_bytes.as_slice())?;
                 sequences.insert(&sequence.to_be_bytes(), id.as_bytes())?;
-                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+                Ok(())
             })
-            .map_err(tx_err)?;
+            .map_err(|e| match e {
+                TransactionError::Abort(other) => match id_from(&other) {
+                    Ok(batch_id) => JournalError::InFlight { sequence, batch_id },
+                    Err(e) => e,
+                },
+                TransactionError::Storage(e) => JournalError::Store(e),
+            })?;
         self.db.flush_async().await?;
         tracing::info!(sequence, batch = %id.short(), records = batch.body.records.len(), "settlement batch stored");
         self.step(SettleStep::BatchStored);
         self.drive(anchor, &batch, state, false).await
+    }
+
+    /// Gives up a batch in flight that was never prepared (its bytes could not be built, for
+    /// example a backend that refuses its size): marks it rejected and frees its sequence so a
+    /// new batch can take it. A batch with prepared bytes may already be on its way and can
+    /// only be resumed; this returns [`JournalError::InFlight`] for it.
+    pub async fn abandon_unsent(&self, sequence: u64) -> Result<(), JournalError> {
+        let Some((seq, id)) = self.in_flight()? else { return Ok(()) };
+        let state = self.state(&id)?.ok_or_else(|| corrupt("journal", "state missing"))?;
+        if seq != sequence || state.prepared.is_some() {
+            return Err(JournalError::InFlight { sequence: seq, batch_id: id });
+        }
+        self.reject(&id, state, 0, "abandoned before anything was sent".into()).await?;
+        Ok(())
     }
 
     /// Finishes every batch left in flight by a crash or an unavailable backend. Returns the
@@ -487,7 +511,7 @@ impl Journal {
             .transaction(|(states, sequences)| {
                 states.insert(id.as_bytes(), state_bytes.as_slice())?;
                 sequences.remove(&sequence.to_be_bytes())?;
-                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+                Ok::<_, ConflictableTransactionError<()>>(())
             })
             .map_err(tx_err)?;
         self.db.flush_async().await?;
@@ -516,7 +540,7 @@ impl Journal {
                 for k in &lease_keys {
                     leases.insert(k.as_slice(), id.as_bytes())?;
                 }
-                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+                Ok::<_, ConflictableTransactionError<()>>(())
             })
             .map_err(tx_err)?;
         self.db.flush_async().await?;

@@ -181,7 +181,14 @@ impl LocalLedger {
         let key = balance_key(address, &coin.denom);
         let mut result = Ok(0);
         self.balances.fetch_and_update(&key, |old| {
-            let old = read_u128(old.map(sled::IVec::from)).unwrap_or(0);
+            let keep = old.map(<[u8]>::to_vec);
+            let old = match read_u128(old.map(sled::IVec::from)) {
+                Ok(v) => v,
+                Err(e) => {
+                    result = Err(e);
+                    return keep;
+                }
+            };
             match old.checked_add(coin.amount) {
                 Some(new) => {
                     result = Ok(new);
@@ -192,7 +199,7 @@ impl LocalLedger {
                         address: address.into(),
                         denom: coin.denom.clone(),
                     });
-                    Some(u128_bytes(old).to_vec())
+                    keep
                 }
             }
         })?;

@@ -177,6 +177,9 @@ async fn a_long_outage_keeps_the_batch_for_resume() {
         Err(JournalError::InFlight { sequence: 1, .. })
     ));
 
+    // Prepared bytes may be out there: the batch cannot be abandoned, only resumed.
+    assert!(matches!(s.journal.abandon_unsent(1).await, Err(JournalError::InFlight { .. })));
+
     backend.down = false;
     let anchors = s.journal.resume(&mut backend).await.unwrap();
     assert_eq!(anchors.len(), 1);
@@ -348,4 +351,43 @@ async fn leases_are_found_and_proved_across_batches() {
     for a in &second {
         assert_eq!(after[&a.terms.lease_id], a.cursor);
     }
+}
+
+/// A backend that cannot build bytes for the batch at all.
+#[derive(Debug)]
+struct Refuses;
+
+impl Anchor for Refuses {
+    async fn prepare(
+        &mut self,
+        _: &Signed<SettlementBatch>,
+    ) -> Result<PreparedAnchor, AnchorError> {
+        Err(AnchorError::Invalid("batch too large".into()))
+    }
+    async fn submit(&mut self, _: &PreparedAnchor) -> Result<(), AnchorError> {
+        Err(AnchorError::Invalid("nothing to submit".into()))
+    }
+    async fn confirm(&mut self, _: &PreparedAnchor) -> Result<Confirmation, AnchorError> {
+        Ok(Confirmation::Pending)
+    }
+}
+
+#[tokio::test]
+async fn an_unpreparable_batch_can_be_abandoned() {
+    let s = setup(u128::from(u64::MAX));
+    let batch = s.fleet.signed_batch().unwrap();
+    assert!(matches!(
+        s.journal.settle(&mut Refuses, batch.clone()).await,
+        Err(JournalError::Backend { sequence: 1, source: AnchorError::Invalid(_) })
+    ));
+    assert_eq!(s.journal.in_flight().unwrap(), Some((1, batch.id())));
+    assert!(matches!(s.journal.abandon_unsent(2).await, Err(JournalError::InFlight { .. })));
+    s.journal.abandon_unsent(1).await.unwrap();
+    assert_eq!(s.journal.in_flight().unwrap(), None);
+    assert_eq!(s.journal.state(&batch.id()).unwrap().unwrap().status, BatchStatus::Rejected);
+    let mut body = batch.body.clone();
+    body.created_at_ms += 1;
+    let mut ledger = s.ledger.clone();
+    s.journal.settle(&mut ledger, Signed::sign(body, &settler_key())).await.unwrap();
+    assert_eq!(provider_total(&s), batch_total(&batch));
 }
