@@ -20,6 +20,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The one-command demo: 5 nodes on 127.0.0.1 (1 settler, 2 Docker providers), deploy
+    /// testdata/demo.yaml through the client, fetch the page, close, settle, anchor, verify the
+    /// lease proof; ends with one JSON line of timings. Cleans up even on Ctrl-C.
+    Demo(leasemesh_testnet::demo::DemoArgs),
     /// Start a fresh one-validator Injective chain on loopback, print its RPC URL, chain id and
     /// funded accounts (with their secp256k1 secrets) as JSON, and run until Ctrl-C.
     /// Needs `injectived` on PATH: run scripts/install-chain.sh.
@@ -141,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Demo(args) => leasemesh_testnet::demo::main(args.into_options()?).await,
         Command::Devnet { dir, accounts, block_time_ms } => {
             run_devnet(dir, accounts, block_time_ms).await
         }

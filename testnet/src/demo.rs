@@ -1,0 +1,460 @@
+//! The one-command demo: 5 node processes on 127.0.0.1 (1 settler, 2 providers on Docker, 2
+//! relays), a tenant deploying `testdata/demo.yaml` through the light client, the page fetched
+//! from the lease's endpoint, the lease closed, settled, anchored on the embedded ledger, and its
+//! proof verified by the client. Ends with one JSON line of timings.
+//!
+//! Everything it starts is stopped on every path: the [`Mesh`] stops its processes when dropped,
+//! [`DockerCleanup`] removes the containers and networks of this run (found by their owner
+//! label), and Ctrl-C runs both before exiting.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures::StreamExt as _;
+use leasemesh_client::deploy::{self, DeployOptions, DeployedLease, Progress};
+use leasemesh_client::{settle, NodeClient};
+use leasemesh_protocol::{Coin, Id, Keypair, SettlementRecord};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::mesh::{Funded, Mesh, MeshSpec, ProviderSpec};
+
+/// The demo's image, built locally from `testdata/busybox-web` and the host's static busybox.
+pub const DEMO_IMAGE: &str = "leasemesh-demo/busybox-web:1";
+/// Label the provider runtime puts on everything it creates, with its name prefix as value.
+pub const LABEL_OWNER: &str = "leasemesh.owner";
+
+fn short_key(k: &leasemesh_protocol::PublicKey) -> String {
+    k.to_hex().chars().take(8).collect()
+}
+
+/// The repository's `testdata/` directory.
+pub fn testdata_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
+}
+
+/// Connects to the local Docker daemon, agreeing on an API version it speaks.
+pub async fn docker() -> anyhow::Result<Docker> {
+    let d = Docker::connect_with_local_defaults().context("cannot reach Docker")?;
+    d.negotiate_version().await.context("Docker version negotiation")
+}
+
+fn context_tar(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let busybox = std::fs::read("/bin/busybox").context(
+        "/bin/busybox is missing: install Debian's busybox-static (scripts/install-deps.sh)",
+    )?;
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8], mode: u32| -> anyhow::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_cksum();
+        tar.append_data(&mut h, path, data)?;
+        Ok(())
+    };
+    add("Dockerfile", &std::fs::read(dir.join("Dockerfile"))?, 0o644)?;
+    add("www/index.html", &std::fs::read(dir.join("www/index.html"))?, 0o644)?;
+    add("busybox", &busybox, 0o755)?;
+    Ok(tar.into_inner()?)
+}
+
+/// Builds the tiny web image (`FROM scratch` + static busybox + one page) through the Docker
+/// build API. Cheap when cached.
+pub async fn build_image(docker: &Docker, tag: &str) -> anyhow::Result<()> {
+    let opts = BuildImageOptionsBuilder::default().dockerfile("Dockerfile").t(tag).rm(true).build();
+    let body = bollard::body_full(context_tar(&testdata_dir().join("busybox-web"))?.into());
+    let mut s = docker.build_image(opts, None, Some(body));
+    while let Some(item) = s.next().await {
+        let info = item.context("image build")?;
+        if let Some(e) = info.error_detail {
+            bail!("image build failed: {:?}", e.message);
+        }
+    }
+    docker.inspect_image(tag).await.context("the built image is not there")?;
+    Ok(())
+}
+
+/// Removes every container and network whose owner label is `owner` (one run's name prefix).
+pub async fn remove_owned(docker: &Docker, owner: &str) -> anyhow::Result<usize> {
+    let filters: std::collections::HashMap<String, Vec<String>> =
+        [("label".to_string(), vec![format!("{LABEL_OWNER}={owner}")])].into();
+    let mut removed = 0;
+    let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    for c in docker.list_containers(Some(opts)).await? {
+        if let Some(id) = c.id {
+            let rm = RemoveContainerOptionsBuilder::default().force(true).build();
+            if docker.remove_container(&id, Some(rm)).await.is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    let prefix = format!("{owner}-");
+    for n in docker.list_networks(Some(ListNetworksOptionsBuilder::default().build())).await? {
+        if let Some(name) = n.name.filter(|x| x.starts_with(&prefix)) {
+            if docker.remove_network(&name).await.is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes one run's containers and networks when dropped (from any thread, runtime or not).
+#[derive(Debug)]
+pub struct DockerCleanup {
+    pub owner: String,
+}
+
+impl DockerCleanup {
+    pub fn run(&self) -> usize {
+        let owner = self.owner.clone();
+        // A thread of its own: Drop may run inside a runtime, where block_on is not allowed.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let d = docker().await.ok()?;
+                remove_owned(&d, &owner).await.ok()
+            })
+        })
+        .join()
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+    }
+}
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        self.run();
+    }
+}
+
+/// The demo's result: the JSON line.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoReport {
+    pub order_to_first_bid_ms: u64,
+    pub order_to_award_ms: u64,
+    pub award_to_running_ms: u64,
+    pub close_to_anchor_ms: u64,
+    pub verified: bool,
+}
+
+/// Options of the demo.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub sdl: PathBuf,
+    pub keep: bool,
+    pub bid_window_ms: u64,
+    /// How long the lease runs (accrues) before it is closed.
+    pub run_for: Duration,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            sdl: testdata_dir().join("demo.yaml"),
+            keep: false,
+            bid_window_ms: 1_000,
+            run_for: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Which backend anchors the demo's settlement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoChain {
+    /// The embedded ledger (sled) of the settler.
+    Local,
+    /// The injectived devnet (Cosmos SDK) through the settler's Cosmos backend.
+    Injective,
+}
+
+/// `leasemesh-testnet demo` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Settlement backend.
+    #[arg(long, value_enum, default_value = "local")]
+    pub chain: DemoChain,
+    /// The SDL to deploy.
+    #[arg(long)]
+    pub sdl: Option<PathBuf>,
+    /// Keep the temp directory (node logs and stores) after the run.
+    #[arg(long)]
+    pub keep: bool,
+    /// Auction length in ms.
+    #[arg(long, default_value_t = 1_000)]
+    pub bid_window_ms: u64,
+}
+
+impl DemoArgs {
+    pub fn into_options(self) -> anyhow::Result<DemoOptions> {
+        if self.chain == DemoChain::Injective {
+            bail!("--chain injective: the settler's Cosmos backend is not wired into the node yet (the genesis refuses backend = \"cosmos\"); run with --chain local");
+        }
+        let d = DemoOptions::default();
+        Ok(DemoOptions {
+            sdl: self.sdl.unwrap_or(d.sdl),
+            keep: self.keep,
+            bid_window_ms: self.bid_window_ms,
+            ..d
+        })
+    }
+}
+
+/// Where a running demo keeps what must be cleaned up on Ctrl-C.
+pub type MeshSlot = Arc<Mutex<Option<Mesh>>>;
+
+/// Fetches a page, retrying while the service starts.
+pub fn fetch_page(url: &str, timeout: Duration) -> anyhow::Result<String> {
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+    let deadline = Instant::now() + timeout;
+    loop {
+        match agent.get(url).call() {
+            Ok(r) => {
+                let mut body = String::new();
+                r.into_reader().take(1 << 20).read_to_string(&mut body)?;
+                return Ok(body);
+            }
+            Err(e) if Instant::now() > deadline => return Err(anyhow!("GET {url}: {e}")),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Waits until the settlement settler serves an anchored proof that holds the lease's close;
+/// returns when it first saw it.
+pub fn wait_closed_anchored(
+    settler: &NodeClient,
+    lease: &Id,
+    timeout: Duration,
+) -> anyhow::Result<Instant> {
+    let deadline = Instant::now() + timeout;
+    let url = format!("/v1/leases/{lease}/proof");
+    loop {
+        if let Ok(v) = settler.get_json(&url) {
+            let proofs = v.get("proofs").and_then(Value::as_array).cloned().unwrap_or_default();
+            let closed = proofs.iter().any(|p| {
+                let records = p
+                    .pointer("/lease_proof/records")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                records.iter().any(|r| {
+                    serde_json::from_value::<SettlementRecord>(
+                        r.get("record").cloned().unwrap_or(Value::Null),
+                    )
+                    .is_ok_and(|rec| matches!(rec, SettlementRecord::LeaseClosed { .. }))
+                })
+            });
+            if closed {
+                return Ok(Instant::now());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no anchored settlement batch with the lease's close within {} s",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs the demo. `slot` receives the mesh while it runs (so Ctrl-C can stop it);
+/// `progress` gets one line per step.
+pub fn run(
+    opts: &DemoOptions,
+    slot: &MeshSlot,
+    owner: &str,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<DemoReport> {
+    let started = Instant::now();
+    let sdl_text = std::fs::read_to_string(&opts.sdl)
+        .with_context(|| format!("cannot read {}", opts.sdl.display()))?;
+    let node_bin = crate::mesh::node_binary(progress)?;
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    progress(&format!("building the image {DEMO_IMAGE} (FROM scratch + static busybox)"));
+    rt.block_on(async {
+        let d = docker().await?;
+        build_image(&d, DEMO_IMAGE).await
+    })?;
+
+    let tenant = Keypair::generate();
+    let address = leasemesh_client::keys::default_address(&tenant.public());
+    let spec = MeshSpec {
+        node_bin,
+        nodes: 5,
+        providers: vec![ProviderSpec::small(100_000), ProviderSpec::small(140_000)],
+        funded: vec![Funded {
+            address: address.clone(),
+            key: tenant.public(),
+            denom: "uakt".into(),
+            amount: 1_000_000_000_000,
+            grant: 0,
+        }],
+        epoch_ms: 500,
+        settle_delay_ms: 200,
+        container_prefix: owner.to_owned(),
+        keep: opts.keep,
+        log_filter: "info,libp2p=warn".into(),
+    };
+    let t_build = started.elapsed();
+    let mesh = Mesh::start(&spec, progress)?;
+    let tenant_node = mesh.tenant_node().client();
+    let settler = mesh.settler().client();
+    let providers: Vec<(String, u64)> = mesh
+        .providers()
+        .filter_map(|n| n.provider.as_ref().map(|p| (n.key.to_hex(), p.cpu_per_core)))
+        .collect();
+    let dir = mesh.dir.clone();
+    *slot.lock().map_err(|_| anyhow!("mesh slot poisoned"))? = Some(mesh);
+    progress(&format!(
+        "mesh ready: settler {}, tenant talks to {}",
+        settler.base(),
+        tenant_node.base()
+    ));
+
+    let limit = Coin::new("uakt", 100_000_000_000);
+    settle::grant(&settler, &tenant, &address, &limit).context("spend grant")?;
+    progress(&format!("tenant {}… granted the settler {limit}", &address[..16]));
+
+    let dopts = DeployOptions { bid_window_ms: opts.bid_window_ms, ..DeployOptions::default() };
+    let mut show = |p: &Progress| match p {
+        Progress::OrderPosted { order_id, max_price, .. } => {
+            progress(&format!("order {} posted, max {max_price}/h", order_id.short()))
+        }
+        Progress::Bid { provider, price, after_ms, .. } => progress(&format!(
+            "  bid {price}/h from provider {} (+{after_ms} ms)",
+            short_key(provider)
+        )),
+        Progress::Awarded { lease_id, provider, price, after_ms, .. } => progress(&format!(
+            "award: lease {} to provider {} at {}/h (+{after_ms} ms)",
+            lease_id.short(),
+            short_key(provider),
+            price.as_ref().map(|c| c.to_string()).unwrap_or_default()
+        )),
+        Progress::ManifestSent { provider_api, .. } => {
+            progress(&format!("manifest sealed to the winner, sent to {provider_api}"))
+        }
+        Progress::LeaseEvent { state, .. } => progress(&format!("lease {state}")),
+        Progress::Running { endpoints, after_ms, .. } => {
+            progress(&format!("running after {after_ms} ms at {}", endpoints.join(" ")))
+        }
+        _ => {}
+    };
+    let leases = deploy::deploy(&tenant_node, &tenant, &sdl_text, &dopts, &mut show)
+        .with_context(|| format!("deploy (node logs in {})", dir.display()))?;
+    let lease: DeployedLease =
+        leases.into_iter().next().ok_or_else(|| anyhow!("the deployment made no lease"))?;
+    let cheapest =
+        providers.iter().min_by_key(|(_, c)| *c).map(|(k, _)| k.clone()).unwrap_or_default();
+    progress(&format!(
+        "winner {} ({} cheapest bid of {})",
+        short_key(&lease.provider),
+        if lease.provider.to_hex() == cheapest { "the" } else { "NOT the" },
+        lease.bids.len()
+    ));
+
+    let endpoint =
+        lease.endpoints.first().ok_or_else(|| anyhow!("the lease runs without an endpoint"))?;
+    let page = fetch_page(endpoint, Duration::from_secs(10))?;
+    let title = page.lines().find(|l| l.contains("<h1>")).unwrap_or("").trim().to_owned();
+    progress(&format!("GET {endpoint} -> {} bytes: {title}", page.len()));
+    if !page.contains("leasemesh demo") {
+        bail!("the endpoint served something else: {page:.200}");
+    }
+
+    std::thread::sleep(opts.run_for);
+    let t_close = Instant::now();
+    deploy::close(&tenant_node, &tenant, &lease.lease_id).context("close")?;
+    progress("lease closed by the tenant; waiting for settlement and the anchor");
+    let anchored_at = wait_closed_anchored(&settler, &lease.lease_id, Duration::from_secs(60))?;
+    let close_to_anchor = anchored_at.duration_since(t_close);
+    let v = settle::verify_lease(&settler, &lease.lease_id)?;
+    progress(&format!(
+        "proof: merkle {}, batch signature {}, anchored {} ({})",
+        v.proof_ok,
+        v.batch_signature_ok,
+        v.anchor_ok,
+        v.anchor
+            .as_ref()
+            .map(|a| format!("{} height {}", a.chain_id, a.height))
+            .unwrap_or_default()
+    ));
+    for p in &v.problems {
+        progress(&format!("problem: {p}"));
+    }
+    let balances = settler.get_json(&format!("/v1/ledger/balances/{address}")).ok();
+    if let Some(b) = balances.and_then(|b| b.get("balances").cloned()) {
+        progress(&format!("tenant balance now {b}"));
+    }
+    let t = &lease.timings;
+    progress(&format!(
+        "done in {:.1} s after the build",
+        (started.elapsed() - t_build).as_secs_f64()
+    ));
+    Ok(DemoReport {
+        order_to_first_bid_ms: t
+            .first_bid_ms
+            .unwrap_or(t.award_ms)
+            .saturating_sub(t.order_posted_ms),
+        order_to_award_ms: t.award_ms.saturating_sub(t.order_posted_ms),
+        award_to_running_ms: t.running_ms.saturating_sub(t.award_ms),
+        close_to_anchor_ms: u64::try_from(close_to_anchor.as_millis()).unwrap_or(u64::MAX),
+        verified: v.verified(),
+    })
+}
+
+/// `leasemesh-testnet demo`: runs [`run`] on a thread, stops everything on Ctrl-C, prints the
+/// JSON line. Progress goes to stderr, the JSON line to stdout.
+pub async fn main(opts: DemoOptions) -> anyhow::Result<()> {
+    let owner = format!("lmdemo{}", std::process::id());
+    let cleanup = DockerCleanup { owner: owner.clone() };
+    let slot: MeshSlot = Arc::new(Mutex::new(None));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = {
+        let slot = slot.clone();
+        let start = Instant::now();
+        std::thread::spawn(move || {
+            let mut progress =
+                |line: &str| eprintln!("[{:>6.1}s] {line}", start.elapsed().as_secs_f64());
+            let res = run(&opts, &slot, &owner, &mut progress);
+            let _ = tx.send(res);
+        })
+    };
+    let wait = tokio::task::spawn_blocking(move || rx.recv());
+    let outcome = tokio::select! {
+        r = wait => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    // Stop the nodes first (their runtimes may still touch containers), then Docker.
+    let mesh = slot.lock().ok().and_then(|mut s| s.take());
+    drop(mesh);
+    let removed = cleanup.run();
+    match outcome {
+        None => {
+            eprintln!("interrupted: stopped the nodes, removed {removed} container(s)/network(s)");
+            std::process::exit(130);
+        }
+        Some(r) => {
+            let _ = worker.join();
+            let report = r
+                .map_err(|e| anyhow!("demo thread: {e}"))?
+                .map_err(|e| anyhow!("demo thread: {e}"))??;
+            println!("{}", serde_json::to_string(&report)?);
+            if !report.verified {
+                bail!("the lease proof did not verify");
+            }
+            Ok(())
+        }
+    }
+}
