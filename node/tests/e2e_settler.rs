@@ -4,6 +4,8 @@
 //! and the lease is listed everywhere. A batch with a tampered award, signed by the real
 //! settler key, is refused by the API and by gossip peers, and counted.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -162,7 +164,7 @@ fn wait_for<T>(
 fn every_node_accepts_the_same_batch_and_refuses_a_tampered_one() {
     let dir = tempfile::tempdir().unwrap();
     let mut settler = TestNode::init(dir.path(), "settler", false);
-    let mut nodes = vec![
+    let mut nodes = [
         TestNode::init(dir.path(), "node-a", true),
         TestNode::init(dir.path(), "node-b", false),
         TestNode::init(dir.path(), "node-c", false),

@@ -343,9 +343,8 @@ pub(crate) mod tests {
         assert_eq!(err.label(), "not_a_settler");
 
         // A node without a bid asks for it instead of judging.
-        let mut partial = Bag::default();
-        partial.orders = bag.orders.clone();
-        partial.infos = bag.infos.clone();
+        let partial =
+            Bag { orders: bag.orders.clone(), infos: bag.infos.clone(), ..Default::default() };
         match check_batch(&CLOCK, &settlers, &good, &partial, now) {
             Err(CheckError::Missing(m)) => assert_eq!((m.orders.len(), m.bids.len()), (0, 3)),
             other => panic!("{other:?}"),
