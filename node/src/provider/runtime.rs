@@ -35,6 +35,9 @@ pub const LABEL_LEASE: &str = "leasemesh.lease";
 pub const LABEL_SERVICE: &str = "leasemesh.service";
 /// Label with the replica index within its service.
 pub const LABEL_REPLICA: &str = "leasemesh.replica";
+/// Label with the runtime's `name_prefix`: a provider only ever touches its own containers,
+/// even when several providers (a local testnet) share one Docker daemon.
+pub const LABEL_OWNER: &str = "leasemesh.owner";
 
 /// `[provider.runtime]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +57,8 @@ pub struct RuntimeConfig {
     pub stop_timeout_s: i32,
     /// Most processes in one container (fork bombs stay inside their lease).
     pub pids_limit: i64,
-    /// Prefix of container and network names.
+    /// Prefix of container and network names, and the owner label: unique per provider on one
+    /// Docker daemon.
     pub name_prefix: String,
 }
 
@@ -215,6 +219,7 @@ pub fn container_body(cfg: &RuntimeConfig, lease_id: &Id, r: &ReplicaSpec) -> Co
         (LABEL_LEASE.to_string(), lease_id.to_hex()),
         (LABEL_SERVICE.to_string(), r.service.clone()),
         (LABEL_REPLICA.to_string(), r.index.to_string()),
+        (LABEL_OWNER.to_string(), cfg.name_prefix.clone()),
     ]
     .into();
     let exposed: Vec<String> =
@@ -334,12 +339,13 @@ fn not_found(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
 
-fn lease_filter(lease_id: Option<&Id>) -> HashMap<String, Vec<String>> {
-    let label = match lease_id {
+/// Docker filter for this owner's objects, of one lease or of all leases (labels are ANDed).
+fn lease_filter(owner: &str, lease_id: Option<&Id>) -> HashMap<String, Vec<String>> {
+    let lease = match lease_id {
         Some(id) => format!("{LABEL_LEASE}={}", id.to_hex()),
         None => LABEL_LEASE.to_string(),
     };
-    [("label".to_string(), vec![label])].into()
+    [("label".to_string(), vec![lease, format!("{LABEL_OWNER}={owner}")])].into()
 }
 
 impl DockerRuntime {
@@ -380,8 +386,11 @@ impl DockerRuntime {
 
     async fn start_inner(&self, spec: &LeaseSpec) -> Result<Vec<String>, RuntimeError> {
         let network = self.cfg.network_name(&spec.lease_id);
-        let labels: HashMap<String, String> =
-            [(LABEL_LEASE.to_string(), spec.lease_id.to_hex())].into();
+        let labels: HashMap<String, String> = [
+            (LABEL_LEASE.to_string(), spec.lease_id.to_hex()),
+            (LABEL_OWNER.to_string(), self.cfg.name_prefix.clone()),
+        ]
+        .into();
         let create = NetworkCreateRequest {
             name: network.clone(),
             driver: Some("bridge".into()),
@@ -455,7 +464,7 @@ impl DockerRuntime {
     pub async fn status(&self, lease_id: &Id) -> Result<LeaseStatus, RuntimeError> {
         let opts = ListContainersOptionsBuilder::default()
             .all(true)
-            .filters(&lease_filter(Some(lease_id)))
+            .filters(&lease_filter(&self.cfg.name_prefix, Some(lease_id)))
             .build();
         let mut replicas = Vec::new();
         for c in self.docker.list_containers(Some(opts)).await? {
@@ -532,7 +541,7 @@ impl DockerRuntime {
     pub async fn close(&self, lease_id: &Id) -> Result<(), RuntimeError> {
         let opts = ListContainersOptionsBuilder::default()
             .all(true)
-            .filters(&lease_filter(Some(lease_id)))
+            .filters(&lease_filter(&self.cfg.name_prefix, Some(lease_id)))
             .build();
         for c in self.docker.list_containers(Some(opts)).await? {
             if let Some(id) = c.id {
@@ -559,6 +568,11 @@ impl DockerRuntime {
         match self.docker.remove_container(id, Some(rm)).await {
             Ok(()) => Ok(()),
             Err(e) if not_found(&e) => Ok(()),
+            // Someone (a concurrent close) is already removing it.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) if message.contains("already in progress") => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -566,8 +580,10 @@ impl DockerRuntime {
     /// After a restart: keeps the containers of `live` leases (starting any that stopped) and
     /// removes every other container and network carrying the lease label.
     pub async fn reconcile(&self, live: &BTreeSet<Id>) -> Result<Reconciled, RuntimeError> {
-        let opts =
-            ListContainersOptionsBuilder::default().all(true).filters(&lease_filter(None)).build();
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&lease_filter(&self.cfg.name_prefix, None))
+            .build();
         let mut adopted = BTreeSet::new();
         let mut removed = Vec::new();
         let mut dead_leases = BTreeSet::new();
@@ -600,7 +616,9 @@ impl DockerRuntime {
             }
         }
         // Networks of dead leases, including ones whose containers were already gone.
-        let nopts = ListNetworksOptionsBuilder::default().filters(&lease_filter(None)).build();
+        let nopts = ListNetworksOptionsBuilder::default()
+            .filters(&lease_filter(&self.cfg.name_prefix, None))
+            .build();
         for n in self.docker.list_networks(Some(nopts)).await? {
             let lease = n
                 .labels
@@ -625,8 +643,10 @@ impl DockerRuntime {
 
     /// Ids of the leases with containers here (from the labels).
     pub async fn leases_present(&self) -> Result<BTreeMap<Id, usize>, RuntimeError> {
-        let opts =
-            ListContainersOptionsBuilder::default().all(true).filters(&lease_filter(None)).build();
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&lease_filter(&self.cfg.name_prefix, None))
+            .build();
         let mut out = BTreeMap::new();
         for c in self.docker.list_containers(Some(opts)).await? {
             if let Some(id) = c
