@@ -41,6 +41,9 @@ if command -v pyenv >/dev/null 2>&1; then
 fi
 
 if path="$(find_injectived)"; then
+    # The first run unpacks the real binary (~230 MB) beside the package: do it now, once,
+    # rather than in two test processes at the same time.
+    "$path" version >/dev/null 2>&1 || true
     echo "$path"
     exit 0
 fi

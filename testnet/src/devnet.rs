@@ -164,16 +164,22 @@ pub struct Devnet {
     _temp: Option<tempfile::TempDir>,
 }
 
-/// Finds `injectived` on `PATH`.
+/// Finds `injectived`: `$LEASEMESH_INJECTIVED` if set, else on `PATH`, else in
+/// `~/.local/bin` (where `pip install --user` puts it).
 pub fn find_injectived() -> Result<PathBuf, DevnetError> {
-    let path = std::env::var_os("PATH").ok_or(DevnetError::NotInstalled)?;
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join("injectived");
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
+    if let Some(explicit) = std::env::var_os("LEASEMESH_INJECTIVED") {
+        let p = PathBuf::from(explicit);
+        return if p.is_file() { Ok(p) } else { Err(DevnetError::NotInstalled) };
     }
-    Err(DevnetError::NotInstalled)
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".local").join("bin"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("injectived"))
+        .find(|c| c.is_file())
+        .ok_or(DevnetError::NotInstalled)
 }
 
 /// Free loopback ports, chosen by the kernel; held together so they differ.

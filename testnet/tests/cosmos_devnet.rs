@@ -3,6 +3,8 @@
 //!
 //! Needs `injectived` on PATH (scripts/install-chain.sh).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::process::Command;
 
