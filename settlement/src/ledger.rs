@@ -706,4 +706,70 @@ mod tests {
         assert_eq!(total, paid);
         assert!(total > 0);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(40))]
+
+        /// A batch applies completely or not at all: either every balance and grant moved by
+        /// exactly the batch's amounts, or nothing moved; money is never created or destroyed.
+        #[test]
+        fn all_or_nothing_and_supply_conserved(
+            funds in proptest::collection::vec(0u128..2_000, 4),
+            grants in proptest::collection::vec(0u128..2_000, 4),
+            pays in proptest::collection::vec((0usize..4, 0usize..3, 1u128..800), 1..8),
+        ) {
+            let (_d, mut l) = ledger();
+            let tenants: Vec<String> = (0..4).map(|i| format!("tenant-{i:03}")).collect();
+            let providers: Vec<String> = (0..3).map(|i| format!("provider-{i:03}")).collect();
+            for (i, t) in tenants.iter().enumerate() {
+                fund_and_grant(&l, t, funds[i], grants[i]);
+            }
+            let mut net = std::collections::BTreeMap::new();
+            for (t, p, a) in &pays {
+                *net.entry((tenants[*t].clone(), providers[*p].clone())).or_insert(0u128) += a;
+            }
+            let records: Vec<SettlementRecord> = net
+                .iter()
+                .map(|((t, p), a)| SettlementRecord::Payment {
+                    tenant_address: t.clone(),
+                    provider_address: p.clone(),
+                    denom: "uakt".into(),
+                    amount: *a,
+                })
+                .collect();
+            let mut body = build_batch(
+                &BatchHeader { settler: settler_key().public(), sequence: 1, prev_batch: Hash::ZERO, created_at_ms: 1 },
+                &[],
+            ).unwrap();
+            body.merkle_root = leasemesh_protocol::merkle::root(&records);
+            body.records = records;
+            let b = Signed::sign(body, &settler_key());
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let result = rt.block_on(async {
+                let p = l.prepare(&b).await?;
+                l.submit(&p).await
+            });
+            let owed = |i: usize| -> u128 {
+                net.iter().filter(|((t, _), _)| *t == tenants[i]).map(|(_, a)| a).sum()
+            };
+            let feasible = (0..4).all(|i| owed(i) <= funds[i] && (owed(i) == 0 || owed(i) <= grants[i]));
+            proptest::prop_assert_eq!(result.is_ok(), feasible, "{:?}", result);
+            let k = u128::from(feasible);
+            let mut supply = 0;
+            for (i, t) in tenants.iter().enumerate() {
+                let bal = l.balance(t, "uakt").unwrap();
+                proptest::prop_assert_eq!(bal, funds[i] - k * owed(i));
+                let g = l.grant(t, SETTLER, "uakt").unwrap().unwrap_or(0);
+                proptest::prop_assert_eq!(g, grants[i] - k * owed(i));
+                supply += bal;
+            }
+            for p in &providers {
+                let earned: u128 = net.iter().filter(|((_, q), _)| q == p).map(|(_, a)| a).sum();
+                let bal = l.balance(p, "uakt").unwrap();
+                proptest::prop_assert_eq!(bal, k * earned);
+                supply += bal;
+            }
+            proptest::prop_assert_eq!(supply, funds.iter().sum::<u128>());
+        }
+    }
 }
