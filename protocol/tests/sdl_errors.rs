@@ -437,3 +437,14 @@ fn profile_without_ephemeral_storage_gets_the_implicit_root_fs() {
     assert_eq!(r.ephemeral_storage_bytes, sdl::IMPLICIT_EPHEMERAL_BYTES);
     assert_eq!(r.persistent_storage[0].bytes, 1 << 30);
 }
+
+#[test]
+fn manifest_limits_point_at_the_service() {
+    let mut env = String::from("    env:\n");
+    for i in 0..300 {
+        env += &format!("      - V{i}=x\n");
+    }
+    let e = err(&with("    env:\n      - MODE=prod\n", &env));
+    assert_err(&e, "invalid", "services.web", 3);
+    assert!(e.to_string().contains("at most 256"), "{e}");
+}

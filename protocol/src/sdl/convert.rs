@@ -6,6 +6,7 @@ use crate::codec::{Signable, PROTOCOL_VERSION};
 use crate::crypto::{Hash, PublicKey};
 use crate::manifest::{ExposedPort, Manifest, ManifestGroup, Mount, MountKind, ServiceManifest};
 use crate::types::{Coin, GpuRequest, Order, PersistentVolume, Placement, Resources, ServiceGroup};
+use crate::validate::ValidationError;
 
 /// Akash's block time: SDL prices are per block, so an hour is 600 blocks.
 pub const DEFAULT_BLOCK_TIME_MS: u64 = 6_000;
@@ -326,11 +327,25 @@ pub fn to_orders(sdl: &Sdl, params: &OrderParams) -> Result<Deployment, SdlError
         drafts.push((order, placement.line));
     }
     let manifest = Manifest { version: PROTOCOL_VERSION, groups };
-    manifest.validate().map_err(|source| SdlError::Invalid {
-        path: "services".into(),
-        line: 1,
-        what: "manifest",
-        source: Box::new(source),
+    manifest.validate().map_err(|source| {
+        // Point at the service the broken field belongs to, when there is one.
+        let field = match &source {
+            ValidationError::TooMany { field, .. }
+            | ValidationError::TooLong { field, .. }
+            | ValidationError::BadValue { field, .. }
+            | ValidationError::Empty { field }
+            | ValidationError::Zero { field }
+            | ValidationError::NotSortedUnique { field, .. } => field.as_str(),
+            _ => "",
+        };
+        let service =
+            sdl.services.iter().find(|s| field.contains(&format!(".services.{}.", s.name)));
+        SdlError::Invalid {
+            path: service.map_or_else(|| "services".to_owned(), |s| format!("services.{}", s.name)),
+            line: service.map_or(1, |s| s.line),
+            what: "manifest",
+            source: Box::new(source),
+        }
     })?;
     let manifest_hash = manifest.hash();
     let mut orders = Vec::with_capacity(drafts.len());
