@@ -132,7 +132,7 @@ pub fn solve(input: &EpochInput) -> Result<ExactSolution, ExactError> {
     let (mut filled, mut total_price) = (0usize, 0u128);
     for (pos, c) in s.best.iter().enumerate() {
         if let Some(c) = c {
-            choice[s.seq[pos]].1 = Some(prep.bids[c.bid as usize].0);
+            choice[s.seq[pos]].1 = prep.ids.bid_ids.get(c.bid as usize).copied();
             filled += 1;
             total_price = total_price.saturating_add(c.price);
         }

@@ -62,6 +62,31 @@ pub(crate) struct PProvider<'a> {
     pub attrs: Vec<&'a Attribute>,
     /// Sorted by name.
     pub hosts: Vec<HostState<'a>>,
+    /// Summaries of what is free, for quick rejections: CPU over all hosts, the most CPU on
+    /// one host, GPUs over all hosts.
+    pub total_cpu: u64,
+    pub max_host_cpu: u64,
+    pub total_gpus: u64,
+}
+
+impl PProvider<'_> {
+    /// Recomputes the summaries after capacity changed.
+    pub fn refresh(&mut self) {
+        self.total_cpu = self.hosts.iter().fold(0u64, |s, h| s.saturating_add(h.cpu));
+        self.max_host_cpu = self.hosts.iter().map(|h| h.cpu).max().unwrap_or(0);
+        self.total_gpus = self
+            .hosts
+            .iter()
+            .flat_map(|h| &h.pools)
+            .fold(0u64, |s, p| s.saturating_add(u64::from(p.free)));
+    }
+
+    /// False if the order certainly does not fit (the summaries are upper bounds).
+    pub fn may_fit(&self, o: &POrder<'_>) -> bool {
+        o.size <= self.total_cpu
+            && o.max_replica_cpu <= self.max_host_cpu
+            && o.gpus <= self.total_gpus
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -108,7 +133,21 @@ pub(crate) struct GroupReq {
 impl GroupReq {
     /// Replicas of this group that fit on the host's CPU, memory and storage (GPUs aside).
     pub fn fit_without_gpus(&self, h: &HostState<'_>) -> u64 {
+        self.fit_at_most(h, u64::MAX)
+    }
+
+    /// `min(limit, fit_without_gpus(h))`, without dividing in the common cases (nothing fits,
+    /// or only one replica is wanted).
+    pub fn fit_at_most(&self, h: &HostState<'_>, limit: u64) -> u64 {
+        if h.cpu < self.cpu || h.mem < self.mem || h.eph < self.eph || limit == 0 {
+            return 0;
+        }
+        if limit == 1 {
+            let storage_ok = self.storage.iter().all(|(c, b)| h.storage_free(*c) >= *b);
+            return u64::from(storage_ok);
+        }
         let mut n = per(h.cpu, self.cpu).min(per(h.mem, self.mem)).min(per(h.eph, self.eph));
+        n = n.min(limit);
         for (class, bytes) in &self.storage {
             n = n.min(per(h.storage_free(*class), *bytes));
         }
@@ -159,7 +198,10 @@ pub(crate) struct POrder<'a> {
     pub best_stage: u8,
     /// Sum of CPU millicores over all replicas: the size used to order equally scarce orders.
     pub size: u64,
-    /// Tie-break rank: a salted hash of the id.
+    /// Largest per-replica CPU of any group, and GPUs of all replicas: quick rejections.
+    pub max_replica_cpu: u64,
+    pub gpus: u64,
+    /// Tie-break rank: the id (a hash) mixed with the epoch's salt.
     pub rank: [u8; 16],
 }
 
@@ -167,7 +209,7 @@ pub(crate) struct POrder<'a> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Cand {
     pub price: u128,
-    /// Index into `Prepared::bids`.
+    /// Rank of the bid (index into the sorted bid ids).
     pub bid: u32,
     /// Index into `Prepared::providers`.
     pub provider: u32,
@@ -180,8 +222,9 @@ pub(crate) struct Prepared<'a> {
     pub orders: Vec<POrder<'a>>,
     /// Kept snapshots, sorted by provider key.
     pub providers: Vec<PProvider<'a>>,
-    /// Kept bids, sorted by id (including those excluded after deduplication).
-    pub bids: Vec<(Id, &'a Bid)>,
+    pub input: &'a EpochInput,
+    /// Input position of each distinct bid, in id order (the bid's "rank").
+    pub bid_pos: Vec<u32>,
     /// Every order's kept bids, cheapest first, equal prices in salted-hash order.
     pub cands: Vec<Cand>,
     pub excluded: Vec<Excluded>,
@@ -190,16 +233,23 @@ pub(crate) struct Prepared<'a> {
 }
 
 impl<'a> Prepared<'a> {
+    /// The id and body of the bid of rank `rank`.
+    pub fn bid(&self, rank: u32) -> Option<(Id, &'a Bid)> {
+        let id = *self.ids.bid_ids.get(rank as usize)?;
+        let pos = *self.bid_pos.get(rank as usize)?;
+        self.input.bids.get(pos as usize).map(|(_, b)| (id, b))
+    }
+
     pub fn cands_of(&self, order: &POrder<'_>) -> &[Cand] {
         self.cands.get(order.cands.0 as usize..order.cands.1 as usize).unwrap_or(&[])
     }
 }
 
 /// An input list sorted by id with one entry per id.
-struct Deduped<'a, T> {
-    /// Sorted by id, one per id.
-    list: Vec<(Id, &'a T)>,
-    /// Per input position: its index in `list` if it is the copy that was kept, else `NONE`.
+struct Deduped {
+    /// (id, input position) of the kept entries, sorted by id.
+    sorted: Vec<(Id, u32)>,
+    /// Per input position: its index in `sorted` if it is the copy that was kept, else `NONE`.
     rank_of_pos: Vec<u32>,
 }
 
@@ -212,27 +262,63 @@ fn prefix(id: &Id) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// Bits of the bucket table for `n` sorted ids: about one id per bucket, at most 2^16 buckets.
+fn bucket_bits(n: usize) -> u32 {
+    (usize::BITS - n.leading_zeros()).clamp(1, 16)
+}
+
 /// Sorts by id and keeps one entry per id; extra copies are excluded as duplicates. Entries
 /// that share an id but differ (a caller bug) keep the one with the smallest canonical bytes,
 /// so the choice never depends on list order.
-fn dedupe<'a, T: Serialize>(
-    items: &'a [(Id, T)],
+///
+/// Ids are hashes, so a bucket sort on their top bits followed by a comparison sort inside each
+/// (small) bucket is linear on average; crafted ids that crowd one bucket only fall back to the
+/// comparison sort.
+fn dedupe<T: Serialize>(
+    items: &[(Id, T)],
     kind: InputKind,
     excluded: &mut Vec<Excluded>,
-) -> Deduped<'a, T> {
-    let mut keyed: Vec<(u64, u32)> =
-        items.iter().enumerate().map(|(i, (id, _))| (prefix(id), i as u32)).collect();
-    // Compare the prefix first (no memcmp call); full ids only when prefixes tie.
-    keyed.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0).then_with(|| items[a.1 as usize].0.cmp(&items[b.1 as usize].0))
-    });
-    let mut list = Vec::with_capacity(keyed.len());
+) -> Deduped {
+    // One scatter pass on the top 8 bits (256 output streams stay in cache), then a sort on
+    // the 64-bit prefix inside each bucket, then full ids where prefixes tie.
+    const SHIFT: u32 = 56;
+    let mut starts = vec![0u32; 257];
+    for (id, _) in items {
+        starts[(prefix(id) >> SHIFT) as usize + 1] += 1;
+    }
+    for b in 0..256 {
+        starts[b + 1] += starts[b];
+    }
+    let mut fill = starts.clone();
+    let mut keyed: Vec<(Id, u32)> = vec![(Hash::ZERO, 0); items.len()];
+    for (i, (id, _)) in items.iter().enumerate() {
+        let slot = &mut fill[(prefix(id) >> SHIFT) as usize];
+        keyed[*slot as usize] = (*id, i as u32);
+        *slot += 1;
+    }
+    for b in 0..256 {
+        let bucket = &mut keyed[starts[b] as usize..starts[b + 1] as usize];
+        bucket.sort_unstable_by_key(|e| prefix(&e.0));
+        let mut i = 0;
+        while i < bucket.len() {
+            let p = prefix(&bucket[i].0);
+            let mut j = i + 1;
+            while j < bucket.len() && prefix(&bucket[j].0) == p {
+                j += 1;
+            }
+            if j - i > 1 {
+                bucket[i..j].sort_unstable_by_key(|e| e.0);
+            }
+            i = j;
+        }
+    }
+    let mut sorted: Vec<(Id, u32)> = Vec::with_capacity(keyed.len());
     let mut rank_of_pos = vec![NONE; items.len()];
     let mut i = 0;
     while i < keyed.len() {
-        let id = items[keyed[i].1 as usize].0;
+        let id = keyed[i].0;
         let mut j = i + 1;
-        while j < keyed.len() && keyed[j].0 == keyed[i].0 && items[keyed[j].1 as usize].0 == id {
+        while j < keyed.len() && keyed[j].0 == id {
             j += 1;
         }
         let pick = if j - i == 1 {
@@ -247,14 +333,14 @@ fn dedupe<'a, T: Serialize>(
                 .min()
                 .map_or(keyed[i].1, |(_, k)| k)
         };
-        rank_of_pos[pick as usize] = list.len() as u32;
-        list.push((id, &items[pick as usize].1));
+        rank_of_pos[pick as usize] = sorted.len() as u32;
+        sorted.push((id, pick));
         i = j;
     }
-    Deduped { list, rank_of_pos }
+    Deduped { sorted, rank_of_pos }
 }
 
-/// Finds ids in a sorted list in about constant time: a table of where each top-bits bucket
+/// Finds ids (or keys) in a sorted list in about constant time: a table of where each top-bits bucket
 /// starts, then a binary search on 64-bit prefixes inside the bucket (so crafted ids that share
 /// a bucket only cost a logarithm).
 struct IdIndex {
@@ -264,11 +350,10 @@ struct IdIndex {
 }
 
 impl IdIndex {
-    fn new(sorted: &[Id]) -> IdIndex {
-        let bits = (usize::BITS - sorted.len().leading_zeros()).clamp(1, 16);
-        let shift = 64 - bits;
-        let prefixes: Vec<u64> = sorted.iter().map(prefix).collect();
-        let mut bucket = vec![0u32; (1usize << bits) + 1];
+    /// `prefixes`: the big-endian first eight bytes of sorted keys.
+    fn new(prefixes: Vec<u64>) -> IdIndex {
+        let shift = 64 - bucket_bits(prefixes.len());
+        let mut bucket = vec![0u32; (1usize << (64 - shift)) + 1];
         let mut i = 0usize;
         for (b, slot) in bucket.iter_mut().enumerate() {
             while i < prefixes.len() && ((prefixes[i] >> shift) as usize) < b {
@@ -279,14 +364,14 @@ impl IdIndex {
         IdIndex { prefixes, shift, bucket }
     }
 
-    fn find(&self, id: &Id, sorted: &[Id]) -> Option<usize> {
-        let p = prefix(id);
+    /// The index of `id`; `is_at(i)` confirms the full id at a prefix match.
+    fn find(&self, p: u64, is_at: impl Fn(usize) -> bool) -> Option<usize> {
         let b = (p >> self.shift) as usize;
         let (lo, hi) = (*self.bucket.get(b)? as usize, *self.bucket.get(b + 1)? as usize);
         let slice = self.prefixes.get(lo..hi)?;
         let mut i = lo + slice.partition_point(|x| *x < p);
         while i < hi && self.prefixes[i] == p {
-            if sorted[i] == *id {
+            if is_at(i) {
                 return Some(i);
             }
             i += 1;
@@ -301,19 +386,6 @@ fn key_prefix(k: &PublicKey) -> [u8; 8] {
     b
 }
 
-/// Binary search on key prefixes (no memcmp call per step), then the full key.
-fn find_provider(providers: &[PProvider<'_>], prefixes: &[u64], key: &PublicKey) -> Option<usize> {
-    let p = u64::from_be_bytes(key_prefix(key));
-    let mut i = prefixes.partition_point(|x| *x < p);
-    while i < prefixes.len() && prefixes[i] == p {
-        if providers[i].key == *key {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
-}
-
 fn order_is_valid(o: &Order) -> bool {
     !o.groups.is_empty()
         && o.groups
@@ -323,20 +395,24 @@ fn order_is_valid(o: &Order) -> bool {
 
 pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
     let mut excluded = Vec::new();
-    let orders_all = dedupe(&input.orders, InputKind::Order, &mut excluded).list;
-    let Deduped { list: bids, rank_of_pos: bid_rank } =
+    let orders_dd = dedupe(&input.orders, InputKind::Order, &mut excluded);
+    let Deduped { sorted: bids_sorted, rank_of_pos: bid_rank } =
         dedupe(&input.bids, InputKind::Bid, &mut excluded);
-    let infos = dedupe(&input.providers, InputKind::ProviderInfo, &mut excluded).list;
+    let infos_dd = dedupe(&input.providers, InputKind::ProviderInfo, &mut excluded);
     let ids = InputIds {
-        order_ids: orders_all.iter().map(|(id, _)| *id).collect(),
-        bid_ids: bids.iter().map(|(id, _)| *id).collect(),
-        provider_info_ids: infos.iter().map(|(id, _)| *id).collect(),
+        order_ids: orders_dd.sorted.iter().map(|(id, _)| *id).collect(),
+        bid_ids: bids_sorted.iter().map(|(id, _)| *id).collect(),
+        provider_info_ids: infos_dd.sorted.iter().map(|(id, _)| *id).collect(),
     };
+    let bid_pos: Vec<u32> = bids_sorted.iter().map(|(_, pos)| *pos).collect();
+    drop(bids_sorted);
     let inputs_digest = ids.digest();
     let salt = inputs_digest;
+    let infos: Vec<(Id, &ProviderInfo)> =
+        infos_dd.sorted.iter().map(|(id, pos)| (*id, &input.providers[*pos as usize].1)).collect();
 
     // Providers: the highest (sequence, id) per key.
-    let mut infos_sorted: Vec<(Id, &ProviderInfo)> = infos;
+    let mut infos_sorted = infos;
     infos_sorted.sort_unstable_by(|a, b| {
         a.1.provider.cmp(&b.1.provider).then(b.1.sequence.cmp(&a.1.sequence)).then(b.0.cmp(&a.0))
     });
@@ -413,18 +489,28 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
                         })
                         .collect();
                 hosts.sort_by(|a, b| a.name.cmp(b.name));
-                PProvider {
+                let mut p = PProvider {
                     key: info.provider,
                     uptime_bps: input.uptime_bps.get(&info.provider).copied().unwrap_or(0),
                     attrs,
                     hosts,
-                }
+                    total_cpu: 0,
+                    max_host_cpu: 0,
+                    total_gpus: 0,
+                };
+                p.refresh();
+                p
             })
             .collect();
 
-    // Orders in integer form.
-    let mut orders: Vec<POrder<'_>> = Vec::with_capacity(orders_all.len());
-    for (id, o) in &orders_all {
+    // Orders in integer form, walked in input (memory) order and put in id order by rank.
+    let mut order_slots: Vec<Option<POrder<'_>>> =
+        (0..orders_dd.sorted.len()).map(|_| None).collect();
+    for (pos, (id, o)) in input.orders.iter().enumerate() {
+        let rank = orders_dd.rank_of_pos[pos];
+        if rank == NONE {
+            continue;
+        }
         if !order_is_valid(o) {
             excluded.push(Excluded {
                 kind: InputKind::Order,
@@ -482,43 +568,56 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
         let size = groups
             .iter()
             .fold(0u64, |s, g| s.saturating_add(g.cpu.saturating_mul(u64::from(g.count))));
-        let h = Hash::domain("leasemesh/v1/match-order-rank", &[salt.as_bytes(), id.as_bytes()]);
-        let mut rank = [0u8; 16];
-        rank.copy_from_slice(&h.as_bytes()[..16]);
-        orders.push(POrder {
-            id: *id,
-            order: o,
-            groups,
-            max_price: o.max_price_per_hour.amount,
-            cands: (0, 0),
-            eligible: 0,
-            best_stage: 0,
-            size,
-            rank,
+        let gpus = groups.iter().fold(0u64, |s, g| {
+            s.saturating_add(
+                u64::from(g.count).saturating_mul(g.gpu.as_ref().map_or(0, |x| u64::from(x.units))),
+            )
         });
+        let max_replica_cpu = groups.iter().map(|g| g.cpu).max().unwrap_or(0);
+        // The id is a hash; mixing in the salt (unknown until the epoch closes) keeps tenants
+        // from grinding ids that win ties.
+        let mut rank = [0u8; 16];
+        for (i, r) in rank.iter_mut().enumerate() {
+            *r = id.as_bytes()[i] ^ salt.as_bytes()[i];
+        }
+        if let Some(slot) = order_slots.get_mut(orders_dd.rank_of_pos[pos] as usize) {
+            *slot = Some(POrder {
+                id: *id,
+                order: o,
+                groups,
+                max_price: o.max_price_per_hour.amount,
+                cands: (0, 0),
+                eligible: 0,
+                best_stage: 0,
+                size,
+                max_replica_cpu,
+                gpus,
+                rank,
+            });
+        }
     }
+    let mut orders: Vec<POrder<'_>> = order_slots.into_iter().flatten().collect();
 
     // Bids: resolve order and provider, apply the static checks. Walk the input in its own
     // order (memory order, so no cache miss per bid); `bid_rank` makes the result independent
     // of that order.
-    let order_keys: Vec<Id> = orders.iter().map(|o| o.id).collect();
-    let order_index = IdIndex::new(&order_keys);
-    let provider_prefixes: Vec<u64> =
-        providers.iter().map(|p| u64::from_be_bytes(key_prefix(&p.key))).collect();
     let mut denoms: Vec<&str> =
         orders.iter().map(|o| o.order.max_price_per_hour.denom.as_str()).collect();
     denoms.sort_unstable();
     denoms.dedup();
-    struct Brief {
+    /// What the bid checks need of an order, in one cache line.
+    struct Slot {
         max_price: u128,
-        min_uptime: u16,
+        id: Id,
         denom: u32,
+        min_uptime: u16,
         has_attrs: bool,
     }
-    let briefs: Vec<Brief> = orders
+    let slots: Vec<Slot> = orders
         .iter()
-        .map(|o| Brief {
+        .map(|o| Slot {
             max_price: o.max_price,
+            id: o.id,
             min_uptime: o.order.placement.min_uptime_bps,
             denom: denoms
                 .binary_search(&o.order.max_price_per_hour.denom.as_str())
@@ -526,23 +625,29 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
             has_attrs: !o.order.placement.attributes.is_empty(),
         })
         .collect();
-    let mut staged_order: Vec<u32> = Vec::with_capacity(bids.len());
-    let mut staged: Vec<Cand> = Vec::with_capacity(bids.len());
+    let order_index = IdIndex::new(orders.iter().map(|o| prefix(&o.id)).collect());
+    let provider_index =
+        IdIndex::new(providers.iter().map(|p| u64::from_be_bytes(key_prefix(&p.key))).collect());
+    let mut staged_order: Vec<u32> = Vec::with_capacity(bid_pos.len());
+    let mut staged: Vec<Cand> = Vec::with_capacity(bid_pos.len());
     for (pos, (id, bid)) in input.bids.iter().enumerate() {
         let rank = bid_rank[pos];
         if rank == NONE {
             continue;
         }
         let reject = |reason| Excluded { kind: InputKind::Bid, id: *id, reason };
-        let Some(oi) = order_index.find(&bid.order_id, &order_keys) else {
+        let Some(oi) = order_index.find(prefix(&bid.order_id), |i| slots[i].id == bid.order_id)
+        else {
             excluded.push(reject(ExcludedReason::UnknownOrder));
             continue;
         };
-        let Some(pi) = find_provider(&providers, &provider_prefixes, &bid.provider) else {
+        let Some(pi) = provider_index.find(u64::from_be_bytes(key_prefix(&bid.provider)), |i| {
+            providers[i].key == bid.provider
+        }) else {
             excluded.push(reject(ExcludedReason::NoProviderSnapshot));
             continue;
         };
-        let brief = &briefs[oi];
+        let brief = &slots[oi];
         if denoms.get(brief.denom as usize).is_none_or(|d| *d != bid.price_per_hour.denom) {
             excluded.push(reject(ExcludedReason::DenomMismatch));
             continue;
@@ -597,7 +702,7 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
             }
             if j - i > 1 {
                 slice[i..j].sort_by_cached_key(|c| {
-                    let bid_id = bids[c.bid as usize].0;
+                    let bid_id = ids.bid_ids[c.bid as usize];
                     Hash::domain(
                         "leasemesh/v1/match-bid-rank",
                         &[salt.as_bytes(), bid_id.as_bytes()],
@@ -611,5 +716,5 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
     }
 
     excluded.sort_unstable();
-    Prepared { orders, providers, bids, cands, excluded, ids, inputs_digest }
+    Prepared { input, orders, providers, bid_pos, cands, excluded, ids, inputs_digest }
 }
