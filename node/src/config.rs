@@ -43,6 +43,11 @@ pub struct NetworkConfig {
     pub idle_timeout_secs: u64,
     /// Dial peers found through Kademlia until this many are connected.
     pub target_peers: u32,
+    /// Gossip messages per second accepted from one peer; more are ignored and cost the peer
+    /// score.
+    pub gossip_rate_per_sec: u32,
+    /// Gossip messages one peer may send in a burst.
+    pub gossip_rate_burst: u32,
 }
 
 impl Default for NetworkConfig {
@@ -56,6 +61,8 @@ impl Default for NetworkConfig {
             max_pending_incoming: 64,
             idle_timeout_secs: 120,
             target_peers: 12,
+            gossip_rate_per_sec: crate::net::scoring::GOSSIP_RATE_PER_SEC,
+            gossip_rate_burst: crate::net::scoring::GOSSIP_RATE_BURST,
         }
     }
 }
@@ -208,6 +215,10 @@ max_pending_incoming = {maxpend}
 idle_timeout_secs = {idle}
 # Dial peers found through Kademlia until this many are connected.
 target_peers = {target}
+# Gossip messages per second accepted from one peer; more are ignored and lower its score.
+gossip_rate_per_sec = {rate}
+# Gossip messages one peer may send in a burst.
+gossip_rate_burst = {burst}
 
 [api]
 # Address of the HTTP API (JSON, server-sent events, /metrics). Keep it on loopback unless a
@@ -239,6 +250,8 @@ unsafe_raw_publish = {raw}
             maxpend = n.max_pending_incoming,
             idle = n.idle_timeout_secs,
             target = n.target_peers,
+            rate = n.gossip_rate_per_sec,
+            burst = n.gossip_rate_burst,
             api = s(&self.api.listen),
             fmt = s(fmt),
             filter = s(&self.log.filter),

@@ -6,7 +6,10 @@
 //! on blocking worker threads, never on the swarm task. It knows nothing of libp2p; the verdict it
 //! returns maps onto gossipsub's Accept / Reject / Ignore.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use leasemesh_protocol::{
@@ -225,7 +228,11 @@ impl Ingest {
     pub fn ingest(&self, kind: Kind, items: &[&[u8]], now_ms: u64) -> Vec<Outcome> {
         match kind {
             Kind::Order => self.run::<Order>(items, |s, id| self.apply_order(s, id, now_ms)),
-            Kind::Bid => self.run::<Bid>(items, |s, id| self.apply_bid(s, id, now_ms)),
+            Kind::Bid => {
+                // Bids of one batch mostly answer a few orders: look each up once.
+                let orders = RefCell::new(HashMap::new());
+                self.run::<Bid>(items, |s, id| self.apply_bid(s, id, now_ms, &orders))
+            }
             Kind::ProviderInfo => self.run::<ProviderInfo>(items, |s, id| self.apply_provider(s, id)),
             Kind::Heartbeat => self.run::<Heartbeat>(items, |s, id| self.apply_heartbeat(s, id)),
             Kind::MatchBatch => self.run::<MatchBatch>(items, |s, id| self.apply_batch(s, id, now_ms)),
@@ -304,12 +311,26 @@ impl Ingest {
         }
     }
 
-    fn apply_bid(&self, s: &Signed<Bid>, id: Id, now_ms: u64) -> Outcome {
+    fn apply_bid(
+        &self,
+        s: &Signed<Bid>,
+        id: Id,
+        now_ms: u64,
+        orders: &RefCell<HashMap<Id, Rc<Signed<Order>>>>,
+    ) -> Outcome {
         if let Err(e) = s.body.check_time(now_ms) {
             return time_outcome(id, &e);
         }
-        let order = match self.store.order(&s.body.order_id) {
-            Ok(Some(o)) => o,
+        let cached = orders.borrow().get(&s.body.order_id).cloned();
+        let found = match cached {
+            Some(o) => Ok(Some(o)),
+            None => self.store.order(&s.body.order_id).map(|o| o.map(Rc::new)),
+        };
+        let order = match found {
+            Ok(Some(o)) => {
+                orders.borrow_mut().entry(s.body.order_id).or_insert_with(|| Rc::clone(&o));
+                o
+            }
             Ok(None) => {
                 let mut o = Outcome::new(
                     Reason::UnknownOrder,

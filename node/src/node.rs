@@ -177,6 +177,7 @@ pub async fn start(
         &listen,
         &bootstrap,
         config.network.target_peers,
+        (config.network.gossip_rate_per_sec, config.network.gossip_rate_burst),
         ServiceOutputs { gossip: gossip_tx, sync_serve: serve_tx, sync_jobs: jobs_tx.clone() },
         metrics.clone(),
     )

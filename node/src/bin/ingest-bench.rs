@@ -3,7 +3,8 @@
 //!
 //! Pushes N signed bids (for one stored order, from 64 provider keys) through the pipeline the
 //! gossip workers use — decode, duplicate check, batch signature verification, semantics, sled
-//! store — in batches of the workers' size, then times verifying each bid's signature alone.
+//! store — in batches of the workers' size, then times verifying each bid's signature alone, one by one
+//! (what a node without batching would do). Best of three rounds each.
 //! Prints one JSON line: {"bids","ingest_per_s","raw_verify_per_s","ratio"}.
 //!
 //! `cargo run --release -p leasemesh-node --bin ingest-bench -- [N]` (default 20000).
@@ -15,6 +16,9 @@ use leasemesh_node::net::workers::VALIDATION_BATCH;
 use leasemesh_node::now_ms;
 use leasemesh_node::store::Store;
 use leasemesh_protocol::{samples, Bid, Coin, Keypair, Signed};
+
+/// Rounds per side; the best of each is reported.
+const ROUNDS: usize = 3;
 
 fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(20_000);
@@ -45,28 +49,37 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let encoded: Vec<Vec<u8>> = bids.iter().map(|b| b.encode()).collect();
 
-    let dir = tempfile_dir()?;
-    let store = Store::open(&dir)?;
-    let (events, _) = tokio::sync::broadcast::channel(16);
-    let ingest = Ingest::new(store, events);
-    let r = ingest.ingest(Kind::Order, &[&order.encode()], now);
-    anyhow::ensure!(r[0].reason == Reason::Ok, "order refused: {}", r[0].detail);
-
-    let t = Instant::now();
-    let mut accepted = 0usize;
-    for chunk in encoded.chunks(VALIDATION_BATCH) {
-        let refs: Vec<&[u8]> = chunk.iter().map(|b| b.as_slice()).collect();
-        accepted += ingest.ingest(Kind::Bid, &refs, now).iter().filter(|o| o.reason == Reason::Ok).count();
-    }
-    let ingest_secs = t.elapsed().as_secs_f64();
-    anyhow::ensure!(accepted == n, "only {accepted} of {n} bids accepted");
-
+    // The machine is shared: run each side ROUNDS times, alternating, and keep each side's best
+    // time (the run least disturbed by other work). Each ingest round uses a fresh store.
     let msgs: Vec<Vec<u8>> = bids.iter().map(|b| b.signing_message()).collect();
-    let t = Instant::now();
-    for (b, m) in bids.iter().zip(&msgs) {
-        anyhow::ensure!(b.signer.verify(m, &b.sig).is_ok(), "raw verify failed");
+    let mut ingest_secs = f64::MAX;
+    let mut raw_secs = f64::MAX;
+    for round in 0..ROUNDS {
+        let dir = tempfile_dir(round)?;
+        let store = Store::open(&dir)?;
+        let (events, _) = tokio::sync::broadcast::channel(16);
+        let ingest = Ingest::new(store, events);
+        let r = ingest.ingest(Kind::Order, &[&order.encode()], now);
+        anyhow::ensure!(r[0].reason == Reason::Ok, "order refused: {}", r[0].detail);
+
+        let t = Instant::now();
+        let mut accepted = 0usize;
+        for chunk in encoded.chunks(VALIDATION_BATCH) {
+            let refs: Vec<&[u8]> = chunk.iter().map(|b| b.as_slice()).collect();
+            accepted +=
+                ingest.ingest(Kind::Bid, &refs, now).iter().filter(|o| o.reason == Reason::Ok).count();
+        }
+        ingest_secs = ingest_secs.min(t.elapsed().as_secs_f64());
+        anyhow::ensure!(accepted == n, "only {accepted} of {n} bids accepted");
+        drop(ingest);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let t = Instant::now();
+        for (b, m) in bids.iter().zip(&msgs) {
+            anyhow::ensure!(b.signer.verify(m, &b.sig).is_ok(), "raw verify failed");
+        }
+        raw_secs = raw_secs.min(t.elapsed().as_secs_f64());
     }
-    let raw_secs = t.elapsed().as_secs_f64();
 
     let ingest_per_s = n as f64 / ingest_secs;
     let raw_per_s = n as f64 / raw_secs;
@@ -79,13 +92,12 @@ fn main() -> anyhow::Result<()> {
             "ratio": (ingest_per_s / raw_per_s * 100.0).round() / 100.0,
         })
     );
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
 /// A fresh directory under the system temp dir (a real on-disk sled, as the node uses).
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("ingest-bench-{}-{}", std::process::id(), now_ms()));
+fn tempfile_dir(round: usize) -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ingest-bench-{}-{round}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

@@ -61,16 +61,24 @@ pub const GRAYLIST_THRESHOLD: f64 = -80.0;
 /// Peer exchange is accepted only from peers above this.
 pub const ACCEPT_PX_THRESHOLD: f64 = 10.0;
 pub const OPPORTUNISTIC_GRAFT_THRESHOLD: f64 = 5.0;
-/// Below this a peer is disconnected and blocked for the life of the process.
-pub const BAN_THRESHOLD: f64 = -200.0;
+/// A peer whose score stays below this for [`BAN_AFTER_CHECKS`] checks in a row is
+/// disconnected and blocked for the life of the process. It equals the publish threshold: a
+/// peer we would not even publish to, for that long, only costs us. (Not the graylist
+/// threshold: a graylisted peer's messages are dropped unscored, so its score floats back just
+/// above the graylist and never stays below it.)
+pub const BAN_THRESHOLD: f64 = PUBLISH_THRESHOLD;
+/// Consecutive score checks below [`BAN_THRESHOLD`] before a ban (10 s).
+pub const BAN_AFTER_CHECKS: u32 = 5;
 /// How often the swarm task checks scores against [`BAN_THRESHOLD`].
 pub const BAN_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 // --- rate limits ---
-/// Gossip messages per second accepted from one peer (all topics together).
-pub const GOSSIP_RATE_PER_SEC: u32 = 200;
-/// Burst of gossip messages one peer may send at once.
-pub const GOSSIP_RATE_BURST: u32 = 400;
+/// Default gossip messages per second accepted from one peer (all topics together); the
+/// config's `network.gossip_rate_per_sec` overrides it. A busy relay forwards a few hundred bids
+/// a second; this leaves it room.
+pub const GOSSIP_RATE_PER_SEC: u32 = 1000;
+/// Default burst of gossip messages one peer may send at once (`network.gossip_rate_burst`).
+pub const GOSSIP_RATE_BURST: u32 = 2000;
 /// Pull-sync requests per second served to one peer.
 pub const SYNC_RATE_PER_SEC: u32 = 20;
 pub const SYNC_RATE_BURST: u32 = 40;
@@ -88,7 +96,7 @@ impl PeerAction {
     /// The application-score change.
     pub fn penalty(self) -> f64 {
         match self {
-            PeerAction::RateLimited => -0.5,
+            PeerAction::RateLimited => -1.0,
             PeerAction::BadSyncResponse => -20.0,
         }
     }
@@ -96,8 +104,9 @@ impl PeerAction {
 /// The application score never goes below this (a flood alone gets a peer graylisted, not
 /// banned forever).
 pub const APP_SCORE_FLOOR: f64 = -150.0;
-/// Each ban check, the application score moves this fraction back toward zero.
-pub const APP_SCORE_RECOVERY: f64 = 0.05;
+/// Each score check, the application score moves this fraction back toward zero (a flooder's
+/// penalty halves in about two minutes).
+pub const APP_SCORE_RECOVERY: f64 = 0.01;
 
 fn topic_params() -> TopicScoreParams {
     TopicScoreParams {
@@ -157,7 +166,7 @@ mod tests {
         peer_score_params().validate().unwrap();
         peer_score_thresholds().validate().unwrap();
         const {
-            assert!(BAN_THRESHOLD < GRAYLIST_THRESHOLD);
+            assert!(BAN_THRESHOLD < GOSSIP_THRESHOLD);
             assert!(GRAYLIST_THRESHOLD < PUBLISH_THRESHOLD);
             assert!(PUBLISH_THRESHOLD < GOSSIP_THRESHOLD);
         }

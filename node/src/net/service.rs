@@ -117,8 +117,9 @@ pub struct SyncServe {
 pub enum SyncJob {
     /// A new peer: ask it for what we lack.
     PeerConnected(PeerId),
-    /// A bid named an order we lack: fetch it from the peer that sent the bid.
-    FetchOrder { peer: PeerId, order_id: leasemesh_protocol::Id },
+    /// A bid named an order we lack: fetch it from the peer that sent the bid, then take the
+    /// bid in (gossipsub will not deliver the same bid twice).
+    FetchOrder { peer: PeerId, order_id: leasemesh_protocol::Id, bid: Vec<u8> },
 }
 
 /// A cheap handle to the swarm task.
@@ -181,6 +182,8 @@ pub struct NetworkService {
     rate: RateLimiter<PeerId>,
     app_scores: HashMap<PeerId, f64>,
     banned: HashSet<PeerId>,
+    /// Consecutive score checks each peer spent below the ban threshold.
+    low_score_checks: HashMap<PeerId, u32>,
     target_peers: u32,
 }
 
@@ -206,6 +209,7 @@ impl NetworkService {
         listen: &[Multiaddr],
         bootstrap: &[Multiaddr],
         target_peers: u32,
+        gossip_rate: (u32, u32),
         out: ServiceOutputs,
         metrics: Arc<Metrics>,
     ) -> Result<(NetworkService, NetworkHandle), String> {
@@ -232,9 +236,10 @@ impl NetworkService {
                 out,
                 metrics,
                 pending_requests: HashMap::new(),
-                rate: RateLimiter::new(scoring::GOSSIP_RATE_PER_SEC, scoring::GOSSIP_RATE_BURST),
+                rate: RateLimiter::new(gossip_rate.0, gossip_rate.1),
                 app_scores: HashMap::new(),
                 banned: HashSet::new(),
+                low_score_checks: HashMap::new(),
                 target_peers,
             },
             handle,
@@ -333,9 +338,16 @@ impl NetworkService {
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         for p in peers {
             let score = self.swarm.behaviour().gossipsub.peer_score(&p).unwrap_or(0.0);
-            if score < scoring::BAN_THRESHOLD && self.banned.insert(p) {
+            if score >= scoring::BAN_THRESHOLD {
+                self.low_score_checks.remove(&p);
+                continue;
+            }
+            let n = self.low_score_checks.entry(p).or_insert(0);
+            *n += 1;
+            if *n >= scoring::BAN_AFTER_CHECKS && self.banned.insert(p) {
                 tracing::warn!(peer = %p, score, "banning peer for its score");
                 self.metrics.peers_banned.inc();
+                self.low_score_checks.remove(&p);
                 self.swarm.behaviour_mut().blocked.block_peer(p);
             }
         }
@@ -398,6 +410,7 @@ impl NetworkService {
                 self.metrics.peers_connected.set(self.swarm.connected_peers().count() as i64);
                 if num_established == 0 {
                     self.rate.forget(&peer_id);
+                    self.low_score_checks.remove(&peer_id);
                 }
             }
             SwarmEvent::NewListenAddr { address, .. } => {

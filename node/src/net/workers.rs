@@ -21,6 +21,8 @@ use crate::now_ms;
 
 /// Validation batches running at once (one per core of a small machine).
 pub const VALIDATION_WORKERS: usize = 2;
+/// Most order ids remembered as already asked for (then the memory starts over).
+pub const MAX_ASKED_ORDERS: usize = 100_000;
 /// Most gossip messages validated in one batch (bids in a batch are verified together).
 pub const VALIDATION_BATCH: usize = 128;
 
@@ -122,7 +124,10 @@ async fn validate_batch(
                 );
             }
             if let Some(order_id) = outcome.missing_order {
-                let _ = sync_jobs.try_send(SyncJob::FetchOrder { peer: job.source, order_id });
+                let fetch = SyncJob::FetchOrder { peer: job.source, order_id, bid: job.data.clone() };
+                if sync_jobs.try_send(fetch).is_err() {
+                    tracing::debug!(order = %order_id.short(), "sync queue full; not fetching order");
+                }
             }
             net.send(Command::Report { msg_id: job.msg_id, source: job.source, verdict }).await;
         }
@@ -234,13 +239,21 @@ pub async fn run_sync_driver(
                     }
                 }
             }
-            SyncJob::FetchOrder { peer, order_id } => {
-                if asked.len() > 100_000 {
+            SyncJob::FetchOrder { peer, order_id, bid } => {
+                if asked.len() > MAX_ASKED_ORDERS {
                     asked.clear();
                 }
-                if asked.insert(order_id) {
+                let known = {
+                    let store = ingest.store().clone();
+                    tokio::task::spawn_blocking(move || store.has_order(&order_id).unwrap_or(false))
+                        .await
+                        .unwrap_or(false)
+                };
+                if !known && asked.insert(order_id) {
                     let _ = fetch(peer, SyncKind::Orders, vec![order_id], &ingest, &net, &metrics).await;
                 }
+                let ingest = ingest.clone();
+                let _ = tokio::task::spawn_blocking(move || ingest.ingest(Kind::Bid, &[&bid], now_ms())).await;
             }
         }
     }

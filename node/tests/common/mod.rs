@@ -49,6 +49,16 @@ pub struct TestNode {
 impl TestNode {
     /// Inits a home and starts the node.
     pub fn start(name: &str, bootstrap: &[String], raw_publish: bool) -> TestNode {
+        TestNode::start_with(name, bootstrap, raw_publish, &[])
+    }
+
+    /// Inits a home, sets `key = value` lines of its config.toml, and starts the node.
+    pub fn start_with(
+        name: &str,
+        bootstrap: &[String],
+        raw_publish: bool,
+        settings: &[(&str, &str)],
+    ) -> TestNode {
         let home = tempfile::tempdir().unwrap();
         let p2p_port = free_port();
         let api_port = free_port();
@@ -69,6 +79,14 @@ impl TestNode {
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
         let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let config_path = home.path().join("config.toml");
+        let mut config = std::fs::read_to_string(&config_path).unwrap();
+        for (key, value) in settings {
+            let prefix = format!("{key} = ");
+            let line = config.lines().find(|l| l.starts_with(&prefix)).unwrap().to_string();
+            config = config.replace(&line, &format!("{key} = {value}"));
+        }
+        std::fs::write(&config_path, config).unwrap();
         let mut node = TestNode {
             name: name.into(),
             home,
