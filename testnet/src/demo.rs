@@ -279,7 +279,7 @@ pub fn run(
     let started = Instant::now();
     let sdl_text = std::fs::read_to_string(&opts.sdl)
         .with_context(|| format!("cannot read {}", opts.sdl.display()))?;
-    let node_bin = crate::mesh::node_binary(progress)?;
+    let node_bin = crate::mesh::node_binary(true, progress)?;
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     progress(&format!("building the image {DEMO_IMAGE} (FROM scratch + static busybox)"));

@@ -196,6 +196,7 @@ impl Mesh {
                 .arg("--home")
                 .arg(&n.home)
                 .env("RUST_LOG", &spec.log_filter)
+                .env("RUST_BACKTRACE", "0")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
@@ -387,7 +388,9 @@ fn node_toml(spec: &MeshSpec, n: &NodeProc, bootstrap: &[String], genesis: &Path
 
 /// The `leasemesh-node` binary: beside this executable (same cargo profile). Under `cargo run`
 /// (or when it is missing) it is built first with the same profile, which is a no-op when fresh.
-pub fn node_binary(progress: &mut dyn FnMut(&str)) -> anyhow::Result<PathBuf> {
+///
+/// `rebuild = false` (tests) only builds when the binary is missing.
+pub fn node_binary(rebuild: bool, progress: &mut dyn FnMut(&str)) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().ok_or_else(|| anyhow!("no directory for {}", exe.display()))?;
     // Test binaries live in target/<profile>/deps.
@@ -395,7 +398,7 @@ pub fn node_binary(progress: &mut dyn FnMut(&str)) -> anyhow::Result<PathBuf> {
     let bin = dir.join("leasemesh-node");
     let release = dir.file_name().is_some_and(|n| n == "release");
     let cargo = std::env::var_os("CARGO");
-    if cargo.is_some() || !bin.exists() {
+    if (rebuild && cargo.is_some()) || !bin.exists() {
         let cargo = cargo.unwrap_or_else(|| "cargo".into());
         progress(&format!("building leasemesh-node ({})", if release { "release" } else { "dev" }));
         let mut cmd = Command::new(cargo);
