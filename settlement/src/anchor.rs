@@ -37,8 +37,13 @@ pub enum Confirmation {
     Pending,
     /// Final, with where it landed.
     Final(AnchorRecord),
-    /// The backend refused it for good (for example a spend grant too small). Nothing was paid.
+    /// The backend refused it for good (for example a spend grant too small). Nothing was paid:
+    /// the journal frees the batch's sequence and the settler builds a new batch.
     Rejected { code: u32, log: String },
+    /// Some transactions of the batch are final and another was refused for good: part of the
+    /// batch was paid. The journal keeps the batch (and its sequence) and stops for an operator,
+    /// since building a new batch would pay the landed part twice.
+    PartlyApplied { final_txs: Vec<String>, code: u32, log: String },
 }
 
 /// Errors a backend reports. `Unavailable` is retried with backoff; the others are not.
@@ -47,6 +52,8 @@ pub enum Confirmation {
 pub enum AnchorError {
     #[error("settlement backend unavailable (will retry): {0}")]
     Unavailable(String),
+    /// From `submit`: refused before anything of the batch could be paid. With several
+    /// transactions the journal double-checks with `confirm` before freeing the sequence.
     #[error("settlement backend refused the batch: code {code}: {log}")]
     Rejected { code: u32, log: String },
     #[error("settlement batch cannot be anchored: {0}")]

@@ -55,6 +55,8 @@ pub enum BatchStatus {
     Anchored,
     /// Refused by the backend; nothing was paid.
     Rejected,
+    /// Part of the batch was paid and part refused: stopped for an operator, sequence kept.
+    PartlyApplied,
 }
 
 /// Everything the journal knows about one batch.
@@ -126,6 +128,8 @@ pub enum JournalError {
     InFlight { sequence: u64, batch_id: Id },
     #[error("batch {sequence} was rejected by the backend (code {code}): {log}; nothing was paid, build a new batch")]
     Rejected { sequence: u64, code: u32, log: String },
+    #[error("batch {sequence} was partly paid and partly refused (code {code}): {log}; it stays in the journal and blocks new batches until an operator reconciles it")]
+    PartlyApplied { sequence: u64, code: u32, log: String },
     #[error("batch {sequence}: backend unavailable after {waits} waits ({last}); the batch is kept, resume later")]
     Unavailable { sequence: u64, waits: u32, last: String },
     #[error("batch {sequence}: backend error: {source}")]
@@ -327,6 +331,10 @@ impl Journal {
                     let (code, log) = state.rejection.unwrap_or_default();
                     Err(JournalError::Rejected { sequence, code, log })
                 }
+                BatchStatus::PartlyApplied => {
+                    let (code, log) = state.rejection.unwrap_or_default();
+                    Err(JournalError::PartlyApplied { sequence, code, log })
+                }
                 BatchStatus::Stored | BatchStatus::Prepared => {
                     self.drive(anchor, &batch, state, true).await
                 }
@@ -406,6 +414,10 @@ impl Journal {
             let state = self
                 .state(&id)?
                 .ok_or_else(|| corrupt("journal", format!("state of batch {sequence} missing")))?;
+            if state.status == BatchStatus::PartlyApplied {
+                let (code, log) = state.rejection.unwrap_or_default();
+                return Err(JournalError::PartlyApplied { sequence, code, log });
+            }
             tracing::info!(sequence, batch = %id.short(), status = ?state.status, "resuming settlement batch");
             out.push(self.drive(anchor, &batch, state, true).await?);
         }
@@ -457,8 +469,13 @@ impl Journal {
                         backoff.wait(why).await?;
                         continue;
                     }
-                    Err(AnchorError::Rejected { code, log }) => {
+                    Err(AnchorError::Rejected { code, log }) if prepared.txs.len() <= 1 => {
                         return Err(self.reject(&id, state, code, log).await?);
+                    }
+                    Err(AnchorError::Rejected { code, log }) => {
+                        // Earlier transactions of the batch may have been accepted: only the
+                        // backend's confirmation can say whether anything was paid.
+                        return self.after_multi_tx_refusal(anchor, batch, state, code, log).await;
                     }
                     Err(e) => return Err(self.backend_error(sequence, e)),
                 }
@@ -471,6 +488,10 @@ impl Journal {
                 }
                 Ok(Confirmation::Rejected { code, log }) => {
                     return Err(self.reject(&id, state, code, log).await?);
+                }
+                Ok(Confirmation::PartlyApplied { final_txs, code, log }) => {
+                    let log = format!("{log} (final: {})", final_txs.join(","));
+                    return Err(self.stop_partly_applied(&id, state, code, log).await?);
                 }
                 Ok(Confirmation::Pending) => {
                     polls += 1;
@@ -493,6 +514,53 @@ impl Journal {
     fn backend_error(&self, sequence: u64, e: AnchorError) -> JournalError {
         tracing::error!(sequence, error = %e, "settlement backend error; the batch stays in the journal");
         JournalError::Backend { sequence, source: e }
+    }
+
+    /// `submit` refused one transaction of several. Asks the backend once: if it confirms
+    /// that nothing was paid (or everything was), act on it; otherwise stop for an operator.
+    async fn after_multi_tx_refusal<A: Anchor>(
+        &self,
+        anchor: &mut A,
+        batch: &Signed<SettlementBatch>,
+        state: BatchState,
+        code: u32,
+        log: String,
+    ) -> Result<AnchorRecord, JournalError> {
+        let id = batch.id();
+        let Some(prepared) = state.prepared.clone() else {
+            return Err(corrupt("journal", "refused batch has no prepared bytes"));
+        };
+        match anchor.confirm(&prepared).await {
+            Ok(Confirmation::Rejected { code, log }) => {
+                Err(self.reject(&id, state, code, log).await?)
+            }
+            // Everything landed after all: the refusal was of a duplicate.
+            Ok(Confirmation::Final(record)) => self.record_anchor(&id, batch, state, record).await,
+            Ok(Confirmation::PartlyApplied { final_txs, code, log }) => {
+                let log = format!("{log} (final: {})", final_txs.join(","));
+                Err(self.stop_partly_applied(&id, state, code, log).await?)
+            }
+            Ok(Confirmation::Pending) | Err(_) => {
+                let log = format!("{log}; other transactions of the batch may still land");
+                Err(self.stop_partly_applied(&id, state, code, log).await?)
+            }
+        }
+    }
+
+    async fn stop_partly_applied(
+        &self,
+        id: &Id,
+        mut state: BatchState,
+        code: u32,
+        log: String,
+    ) -> Result<JournalError, JournalError> {
+        let sequence = state.sequence;
+        tracing::error!(sequence, code, %log, "settlement batch partly applied; stopping for an operator");
+        state.status = BatchStatus::PartlyApplied;
+        state.rejection = Some((code, log.clone()));
+        self.states.insert(id.as_bytes(), to_canonical(&state))?;
+        self.db.flush_async().await?;
+        Ok(JournalError::PartlyApplied { sequence, code, log })
     }
 
     async fn reject(

@@ -391,3 +391,76 @@ async fn an_unpreparable_batch_can_be_abandoned() {
     s.journal.settle(&mut ledger, Signed::sign(body, &settler_key())).await.unwrap();
     assert_eq!(provider_total(&s), batch_total(&batch));
 }
+
+/// A chain backend whose batch is two transactions: the first lands, the second is refused.
+#[derive(Debug)]
+struct HalfLands {
+    submit_refuses: bool,
+    confirms: u32,
+}
+
+impl Anchor for HalfLands {
+    async fn prepare(
+        &mut self,
+        b: &Signed<SettlementBatch>,
+    ) -> Result<PreparedAnchor, AnchorError> {
+        let tx = |chunk: u32| leasemesh_settlement::anchor::PreparedTx {
+            chunk,
+            bytes: vec![chunk as u8],
+            hash: format!("TX{chunk}"),
+        };
+        Ok(PreparedAnchor { batch_sequence: b.body.sequence, txs: vec![tx(0), tx(1)] })
+    }
+    async fn submit(&mut self, _: &PreparedAnchor) -> Result<(), AnchorError> {
+        if self.submit_refuses {
+            return Err(AnchorError::Rejected { code: 13, log: "insufficient fee".into() });
+        }
+        Ok(())
+    }
+    async fn confirm(&mut self, _: &PreparedAnchor) -> Result<Confirmation, AnchorError> {
+        self.confirms += 1;
+        if self.submit_refuses {
+            // The first transaction may still be in the mempool.
+            return Ok(Confirmation::Pending);
+        }
+        Ok(Confirmation::PartlyApplied {
+            final_txs: vec!["TX0".into()],
+            code: 5,
+            log: "chunk 1 reverted".into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_partly_paid_batch_is_kept_and_blocks_new_batches() {
+    for submit_refuses in [false, true] {
+        let s = setup(u128::from(u64::MAX));
+        let batch = s.fleet.signed_batch().unwrap();
+        let mut backend = HalfLands { submit_refuses, confirms: 0 };
+        assert!(
+            matches!(
+                s.journal.settle(&mut backend, batch.clone()).await,
+                Err(JournalError::PartlyApplied { sequence: 1, .. })
+            ),
+            "submit_refuses={submit_refuses}"
+        );
+        assert_eq!(backend.confirms, 1);
+        let state = s.journal.state(&batch.id()).unwrap().unwrap();
+        assert_eq!(state.status, BatchStatus::PartlyApplied);
+        // The sequence stays taken: no new batch can pay the landed part again.
+        assert_eq!(s.journal.in_flight().unwrap(), Some((1, batch.id())));
+        let mut body = batch.body.clone();
+        body.created_at_ms += 1;
+        let mut ledger = s.ledger.clone();
+        assert!(matches!(
+            s.journal.settle(&mut ledger, Signed::sign(body, &settler_key())).await,
+            Err(JournalError::InFlight { sequence: 1, .. })
+        ));
+        assert!(matches!(
+            s.journal.resume(&mut backend).await,
+            Err(JournalError::PartlyApplied { .. })
+        ));
+        assert!(matches!(s.journal.abandon_unsent(1).await, Err(JournalError::InFlight { .. })));
+        assert_eq!(backend.confirms, 1, "a stopped batch is not driven again");
+    }
+}
