@@ -160,8 +160,45 @@ pub struct Devnet {
     /// Seconds from spawning the node to its first blocks.
     pub startup: Duration,
     home: PathBuf,
+    bin: PathBuf,
+    block_time: Duration,
+    startup_timeout: Duration,
     child: Option<Child>,
     _temp: Option<tempfile::TempDir>,
+}
+
+/// Runs `injectived start` in its own process group, logging to `<home>/node.log`.
+fn spawn_node(
+    bin: &Path,
+    home: &Path,
+    block_time: Duration,
+    append: bool,
+) -> Result<Child, DevnetError> {
+    use std::os::unix::process::CommandExt as _;
+    let log_path = home.join("node.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(append)
+        .write(true)
+        .truncate(!append)
+        .open(&log_path)
+        .map_err(io_err(&log_path))?;
+    let log_err = log.try_clone().map_err(io_err(&log_path))?;
+    Command::new(bin)
+        .arg("start")
+        .arg("--home")
+        .arg(home)
+        .arg("--log-no-color")
+        // Injective ignores config.toml's consensus timeouts (it hardcodes its own); this flag
+        // is the only way to set the block time.
+        .arg("--unsafe-consensus-timeout-commit")
+        .arg(format!("{}ms", block_time.as_millis()))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0)
+        .spawn()
+        .map_err(io_err(bin))
 }
 
 /// Finds `injectived`: `$LEASEMESH_INJECTIVED` if set, else on `PATH`, else in
@@ -419,28 +456,8 @@ impl Devnet {
         set(&mut app, "json-rpc-debug", "enable", toml::Value::Boolean(false))?;
         write_toml(&app_path, &app)?;
 
-        let log_path = home.join("node.log");
-        let log = std::fs::File::create(&log_path).map_err(io_err(&log_path))?;
-        let log_err = log.try_clone().map_err(io_err(&log_path))?;
         let spawned_at = Instant::now();
-        let child = {
-            use std::os::unix::process::CommandExt as _;
-            Command::new(&bin)
-                .arg("start")
-                .arg("--home")
-                .arg(&home)
-                .arg("--log-no-color")
-                // Injective ignores config.toml's consensus timeouts (it hardcodes its own);
-                // this flag is the only way to set the block time.
-                .arg("--unsafe-consensus-timeout-commit")
-                .arg(format!("{}ms", cfg.block_time.as_millis()))
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log_err)
-                .process_group(0)
-                .spawn()
-                .map_err(io_err(&bin))?
-        };
+        let child = spawn_node(&bin, &home, cfg.block_time, false)?;
         let rpc_url = format!("http://127.0.0.1:{}", ports.rpc);
         let mut devnet = Devnet {
             rpc_url,
@@ -449,16 +466,25 @@ impl Devnet {
             accounts,
             startup: Duration::ZERO,
             home,
+            bin,
+            block_time: cfg.block_time,
+            startup_timeout: cfg.startup_timeout,
             child: Some(child),
             _temp: temp,
         };
-        devnet.wait_for_blocks(cfg.startup_timeout).await?;
+        devnet.wait_for_blocks(2, cfg.startup_timeout).await?;
         devnet.startup = spawned_at.elapsed();
         tracing::info!(rpc = %devnet.rpc_url, startup = ?devnet.startup, "devnet up");
         Ok(devnet)
     }
 
-    async fn wait_for_blocks(&mut self, timeout: Duration) -> Result<(), DevnetError> {
+    /// Waits until the chain reaches `min_height` (2: the first block is committed and the
+    /// next one built on it).
+    async fn wait_for_blocks(
+        &mut self,
+        min_height: u64,
+        timeout: Duration,
+    ) -> Result<(), DevnetError> {
         let client = HttpClient::new(self.rpc_url.as_str())
             .map_err(|e| DevnetError::Config(format!("RPC client: {e}")))?;
         let start = Instant::now();
@@ -473,8 +499,7 @@ impl Devnet {
                 }
             }
             if let Ok(status) = client.status().await {
-                // Height 2 means the first block was committed and the next one built on it.
-                if status.sync_info.latest_block_height.value() >= 2 {
+                if status.sync_info.latest_block_height.value() >= min_height {
                     return Ok(());
                 }
             }
@@ -496,6 +521,35 @@ impl Devnet {
     /// The node's process id (also its process group id).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts the stopped node again on the same home and ports, and waits for new blocks.
+    pub async fn restart(&mut self) -> Result<(), DevnetError> {
+        self.stop();
+        self.child = Some(spawn_node(&self.bin, &self.home, self.block_time, true)?);
+        // The node reports its stored height as soon as it answers; until it commits a new
+        // block it checks transactions at height 0 (signatures then fail with code 4), so wait
+        // for one block past the stored height.
+        let started = Instant::now();
+        let stored = loop {
+            if let Some(h) = self.height().await {
+                break h;
+            }
+            if started.elapsed() > self.startup_timeout {
+                return Err(DevnetError::NoBlocks {
+                    waited: self.startup_timeout,
+                    log_tail: log_tail(&self.home),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        self.wait_for_blocks(stored + 1, self.startup_timeout).await
+    }
+
+    /// The latest block height, `None` when the node does not answer.
+    pub async fn height(&self) -> Option<u64> {
+        let client = HttpClient::new(self.rpc_url.as_str()).ok()?;
+        Some(client.status().await.ok()?.sync_info.latest_block_height.value())
     }
 
     /// Stops the node: SIGTERM to its process group, SIGKILL after 10 s.

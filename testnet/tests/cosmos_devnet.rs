@@ -89,18 +89,19 @@ fn settle_once(devnet: &Devnet, settler: &DevAccount, journal: &std::path::Path)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settlement_on_the_devnet() {
-    let devnet = Devnet::start(DevnetConfig {
+    let mut devnet = Devnet::start(DevnetConfig {
         accounts: 1 + TENANTS + PROVIDERS + 1,
         ..DevnetConfig::default()
     })
     .await
     .unwrap();
     eprintln!("devnet up in {:?} at {}", devnet.startup, devnet.rpc_url);
-    let settler = &devnet.accounts[0];
-    let tenants = &devnet.accounts[1..=TENANTS];
-    let providers = &devnet.accounts[1 + TENANTS..1 + TENANTS + PROVIDERS];
-    let stranger = &devnet.accounts[1 + TENANTS + PROVIDERS];
-    let everyone: Vec<&DevAccount> = devnet.accounts.iter().collect();
+    let accounts = devnet.accounts.clone();
+    let settler = &accounts[0];
+    let tenants = &accounts[1..=TENANTS];
+    let providers = &accounts[1 + TENANTS..1 + TENANTS + PROVIDERS];
+    let stranger = &accounts[1 + TENANTS + PROVIDERS];
+    let everyone: Vec<&DevAccount> = accounts.iter().collect();
     let tenant_addrs: Vec<String> = tenants.iter().map(|a| a.address.clone()).collect();
     let provider_addrs: Vec<String> = providers.iter().map(|a| a.address.clone()).collect();
     let batch_key = Keypair::from_seed_label("devnet settler");
@@ -292,4 +293,39 @@ async fn settlement_on_the_devnet() {
         other => panic!("expected a sequence mismatch, got {other:?}"),
     }
     assert_eq!(balances(&client, &everyone).await, after3);
+
+    // 6. The chain goes down: settling waits (Unavailable is retried) and pays once when the
+    //    chain is back.
+    let settler_account = settler.clone();
+    let chain = chain_config(&devnet);
+    devnet.stop();
+    match cosmos.prepare(&batch4).await {
+        Err(AnchorError::Unavailable(_)) => {}
+        other => panic!("a stopped chain must be Unavailable, got {other:?}"),
+    }
+    // Batch 3 went through the backend alone: the journal's next is sequence 3 after batch 2.
+    let batch5 = payment_batch(
+        &batch_key,
+        3,
+        batch2.id(),
+        &tenant_addrs[10..13],
+        &provider_addrs[..2],
+        6,
+        5,
+    );
+    let batch5_task = batch5.clone();
+    let journal_task = journal_dir.clone();
+    let (tx_started, rx_started) = tokio::sync::oneshot::channel();
+    let settling = tokio::spawn(async move {
+        let mut c = backend(chain, &settler_account).unwrap();
+        let _ = tx_started.send(());
+        settle_with_journal(&journal_task, &mut c, Some(batch5_task), None).await
+    });
+    rx_started.await.unwrap();
+    devnet.restart().await.unwrap();
+    let anchors5 = settling.await.unwrap().unwrap();
+    let anchor5 = anchors5.last().unwrap();
+    let after5 = balances(&client, &everyone).await;
+    let fee5 = fees(&client, &anchor5.tx_hashes).await;
+    assert_paid_once(&after3, &after5, &batch5.body, cosmos.address(), fee5);
 }

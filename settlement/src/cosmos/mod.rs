@@ -253,6 +253,17 @@ impl Cosmos {
     }
 }
 
+/// Cosmos SDK code for "unauthorized" (a signature that does not verify).
+const CODE_UNAUTHORIZED: u32 = 4;
+
+/// Right after a restart, until it commits a block, the node checks transactions at height 0
+/// and so verifies signatures with account number 0: every other account's transaction fails
+/// with code 4 "... verify account number (0) ...". Nothing was accepted; the same bytes pass
+/// once the node has committed a block, so this is a wait, not a refusal.
+fn is_restart_artifact(code: u32, log: &str) -> bool {
+    code == CODE_UNAUTHORIZED && log.contains("account number (0)")
+}
+
 /// `lm:v1:<seq>:<chunk>/<chunks>:<root hex>`.
 pub fn memo(batch_sequence: u64, chunk: usize, chunks: usize, root_hex: &str) -> String {
     format!("lm:v1:{batch_sequence}:{chunk}/{chunks}:{root_hex}")
@@ -394,6 +405,11 @@ impl Anchor for Cosmos {
                         _ => return Err(AnchorError::Rejected { code, log }),
                     }
                 }
+                Err(ChainError::Rejected { code, log }) if is_restart_artifact(code, &log) => {
+                    return Err(AnchorError::Unavailable(format!(
+                        "the node has not committed a block since it restarted: {log}"
+                    )))
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -469,6 +485,15 @@ impl Cosmos {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fresh_restart_is_a_wait_not_a_refusal() {
+        let log = "signature verification failed; please verify account number (0) and chain-id \
+                   (leasemesh-devnet-1): (unable to verify single signer signature): unauthorized";
+        assert!(is_restart_artifact(4, log));
+        assert!(!is_restart_artifact(4, "signature verification failed; account number (12)"));
+        assert!(!is_restart_artifact(5, log));
+    }
 
     #[test]
     fn split_is_balanced_and_covers_everything() {
