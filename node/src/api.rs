@@ -111,11 +111,13 @@ async fn metrics(State(node): State<Node>) -> Response {
 }
 
 async fn status(State(node): State<Node>) -> ApiResult<Json<Value>> {
-    let net = node
-        .net
-        .status()
-        .await
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", "the network service has stopped"))?;
+    let net = node.net.status().await.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the network service has stopped",
+        )
+    })?;
     Ok(Json(json!({
         "peer_id": net.peer_id,
         "node_key": node.key.public(),
@@ -210,7 +212,13 @@ pub struct SignedView<T: Serialize> {
 }
 
 fn view<T: Signable>(s: &Signed<T>, extra: Value) -> SignedView<T> {
-    SignedView { id: s.id(), signer: s.signer, extra, body: s.body.clone(), signed_hex: hex::encode(s.encode()) }
+    SignedView {
+        id: s.id(),
+        signer: s.signer,
+        extra,
+        body: s.body.clone(),
+        signed_hex: hex::encode(s.encode()),
+    }
 }
 
 fn parse_id(s: &str) -> ApiResult<Id> {
@@ -229,7 +237,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
 }
 
-async fn list_orders(State(node): State<Node>, Query(q): Query<OrdersQuery>) -> ApiResult<Json<Value>> {
+async fn list_orders(
+    State(node): State<Node>,
+    Query(q): Query<OrdersQuery>,
+) -> ApiResult<Json<Value>> {
     let now = now_ms();
     let orders = blocking(move || node.store.orders(if q.all { None } else { Some(now) }))
         .await?
@@ -323,7 +334,10 @@ pub struct RawPublish {
 
 /// Gossips payloads without any check (tests play misbehaving peers with it). Only routed when
 /// `debug.unsafe_raw_publish` is on.
-async fn debug_publish(State(node): State<Node>, Json(req): Json<RawPublish>) -> ApiResult<Json<Value>> {
+async fn debug_publish(
+    State(node): State<Node>,
+    Json(req): Json<RawPublish>,
+) -> ApiResult<Json<Value>> {
     let topic = Topic::from_kind(&req.topic)
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad_topic", req.topic.clone()))?;
     let mut published = 0usize;

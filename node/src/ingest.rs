@@ -233,10 +233,16 @@ impl Ingest {
                 let orders = RefCell::new(HashMap::new());
                 self.run::<Bid>(items, |s, id| self.apply_bid(s, id, now_ms, &orders))
             }
-            Kind::ProviderInfo => self.run::<ProviderInfo>(items, |s, id| self.apply_provider(s, id)),
+            Kind::ProviderInfo => {
+                self.run::<ProviderInfo>(items, |s, id| self.apply_provider(s, id))
+            }
             Kind::Heartbeat => self.run::<Heartbeat>(items, |s, id| self.apply_heartbeat(s, id)),
-            Kind::MatchBatch => self.run::<MatchBatch>(items, |s, id| self.apply_batch(s, id, now_ms)),
-            Kind::LeaseEvent => self.run::<LeaseEvent>(items, |s, id| self.apply_lease_event(s, id)),
+            Kind::MatchBatch => {
+                self.run::<MatchBatch>(items, |s, id| self.apply_batch(s, id, now_ms))
+            }
+            Kind::LeaseEvent => {
+                self.run::<LeaseEvent>(items, |s, id| self.apply_lease_event(s, id))
+            }
         }
     }
 
@@ -255,7 +261,8 @@ impl Ingest {
                     let id = s.id();
                     match self.known::<T>(&id) {
                         Ok(true) => {
-                            out[i] = Some(Outcome::new(Reason::Duplicate, Some(id), "already known"))
+                            out[i] =
+                                Some(Outcome::new(Reason::Duplicate, Some(id), "already known"))
                         }
                         Ok(false) => fresh.push((i, s, id)),
                         Err(e) => out[i] = Some(store_outcome(Some(id), &e)),
@@ -302,7 +309,9 @@ impl Ingest {
             Ok(false) => Outcome::new(Reason::Duplicate, Some(id), "already known"),
             Ok(true) => {
                 let closes = s.body.auction_closes_at_ms();
-                let _ = self.store.mark_seen(&id, closes.saturating_add(crate::store::ORDER_RETENTION_MS));
+                let _ = self
+                    .store
+                    .mark_seen(&id, closes.saturating_add(crate::store::ORDER_RETENTION_MS));
                 tracing::debug!(order = %id.short(), "order stored");
                 self.emit(NodeEvent::Order { id, tenant: s.body.tenant, closes_at_ms: closes });
                 Outcome::ok(id)
@@ -365,9 +374,14 @@ impl Ingest {
 
     fn apply_provider(&self, s: &Signed<ProviderInfo>, id: Id) -> Outcome {
         match self.store.put_provider_info(s) {
-            Ok(false) => Outcome::new(Reason::Stale, Some(id), "a newer or equal sequence is known"),
+            Ok(false) => {
+                Outcome::new(Reason::Stale, Some(id), "a newer or equal sequence is known")
+            }
             Ok(true) => {
-                self.emit(NodeEvent::Provider { provider: s.body.provider, sequence: s.body.sequence });
+                self.emit(NodeEvent::Provider {
+                    provider: s.body.provider,
+                    sequence: s.body.sequence,
+                });
                 Outcome::ok(id)
             }
             Err(e) => store_outcome(Some(id), &e),
@@ -376,7 +390,9 @@ impl Ingest {
 
     fn apply_heartbeat(&self, s: &Signed<Heartbeat>, id: Id) -> Outcome {
         match self.store.put_heartbeat(s) {
-            Ok(false) => Outcome::new(Reason::Stale, Some(id), "a newer or equal sequence is known"),
+            Ok(false) => {
+                Outcome::new(Reason::Stale, Some(id), "a newer or equal sequence is known")
+            }
             Ok(true) => Outcome::ok(id),
             Err(e) => store_outcome(Some(id), &e),
         }
@@ -463,7 +479,11 @@ impl Ingest {
                         return store_outcome(Some(id), &e);
                     }
                 }
-                self.emit(NodeEvent::Lease { lease_id: lease.lease_id, event_id: id, state: state.into() });
+                self.emit(NodeEvent::Lease {
+                    lease_id: lease.lease_id,
+                    event_id: id,
+                    state: state.into(),
+                });
                 Outcome::ok(id)
             }
             Err(e) => store_outcome(Some(id), &e),

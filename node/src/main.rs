@@ -8,7 +8,11 @@ use leasemesh_node::config::{Config, LogFormat, CONFIG_FILE, IDENTITY_FILE};
 use leasemesh_node::identity;
 
 #[derive(Debug, Parser)]
-#[command(name = "leasemesh-node", version, about = "The leasemesh node: gossip mesh, store and HTTP API")]
+#[command(
+    name = "leasemesh-node",
+    version,
+    about = "The leasemesh node: gossip mesh, store and HTTP API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

@@ -111,12 +111,20 @@ impl Metrics {
             m.api_submissions.clone(),
         );
         registry.register("sync_fetched", "Objects fetched by pull sync", m.sync_fetched.clone());
-        registry.register("sync_requests_served", "Pull-sync requests answered", m.sync_served.clone());
+        registry.register(
+            "sync_requests_served",
+            "Pull-sync requests answered",
+            m.sync_served.clone(),
+        );
         registry.register("peers_connected", "Connected peers", m.peers_connected.clone());
         registry.register("peers_banned", "Peers banned for a low score", m.peers_banned.clone());
         registry.register("store_orders", "Orders in the store", m.store_orders.clone());
         registry.register("store_bids", "Bids in the store", m.store_bids.clone());
-        registry.register("store_providers", "Provider infos in the store", m.store_providers.clone());
+        registry.register(
+            "store_providers",
+            "Provider infos in the store",
+            m.store_providers.clone(),
+        );
         registry.register("store_leases", "Leases in the store", m.store_leases.clone());
         Metrics { registry, ..m }
     }

@@ -153,13 +153,20 @@ pub async fn start(
     let key = identity::load(&home.join(IDENTITY_FILE))?;
     let p2p_key = identity::to_libp2p(&key)?;
     let store_path = config.store_path(home);
-    let store =
-        Store::open(&store_path).map_err(|source| StartError::Store { path: store_path, source })?;
+    let store = Store::open(&store_path)
+        .map_err(|source| StartError::Store { path: store_path, source })?;
     let mut metrics = Metrics::new();
     let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
     let ingest = Ingest::new(store.clone(), events.clone());
     // The settler role (genesis, batch check, leading epochs, settlement) when configured.
-    let settler = crate::settler::Settler::prepare(home, &config.settler, &key, &store, &mut metrics.registry).await?;
+    let settler = crate::settler::Settler::prepare(
+        home,
+        &config.settler,
+        &key,
+        &store,
+        &mut metrics.registry,
+    )
+    .await?;
     let ingest = match &settler {
         Some(s) => ingest.with_batch_check(s.batch_check()),
         None => ingest,
@@ -168,7 +175,8 @@ pub async fn start(
 
     let listen = parse_addrs(&config.network.p2p_listen)?;
     let bootstrap = parse_addrs(&config.network.bootstrap)?;
-    let swarm = build_swarm(p2p_key, &config.network).map_err(|e| StartError::Network(e.to_string()))?;
+    let swarm =
+        build_swarm(p2p_key, &config.network).map_err(|e| StartError::Network(e.to_string()))?;
     let (gossip_tx, gossip_rx) = mpsc::channel(VALIDATION_QUEUE_CAPACITY);
     let (serve_tx, serve_rx) = mpsc::channel(SYNC_SERVER_QUEUE_CAPACITY);
     let (jobs_tx, jobs_rx) = mpsc::channel(SYNC_JOB_QUEUE_CAPACITY);

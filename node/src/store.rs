@@ -253,12 +253,18 @@ impl Store {
         }
     }
 
-    pub fn provider_info(&self, key: &PublicKey) -> Result<Option<Signed<ProviderInfo>>, StoreError> {
+    pub fn provider_info(
+        &self,
+        key: &PublicKey,
+    ) -> Result<Option<Signed<ProviderInfo>>, StoreError> {
         self.providers.get(key.0)?.map(|v| decode(&key.0, &v)).transpose()
     }
 
     pub fn provider_infos(&self) -> Result<Vec<Signed<ProviderInfo>>, StoreError> {
-        self.providers.iter().map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+        self.providers
+            .iter()
+            .map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v)))
+            .collect()
     }
 
     /// Keeps the heartbeat if its sequence is higher than the stored one.
@@ -286,7 +292,11 @@ impl Store {
         self.heartbeats.get(key.0)?.map(|v| decode(&key.0, &v)).transpose()
     }
 
-    fn put_provider_history(&self, info: &Signed<ProviderInfo>, bytes: &[u8]) -> Result<(), StoreError> {
+    fn put_provider_history(
+        &self,
+        info: &Signed<ProviderInfo>,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
         let id = info.id();
         self.provider_history.insert(id.as_bytes(), bytes)?;
         let mut k = info.body.provider.0.to_vec();
@@ -324,7 +334,12 @@ impl Store {
 
     /// Proofs of life of a provider in `[from_ms, to_ms]`, ascending: its heartbeats' times and
     /// its provider infos' creation times.
-    pub fn proofs_of_life(&self, provider: &PublicKey, from_ms: u64, to_ms: u64) -> Result<Vec<u64>, StoreError> {
+    pub fn proofs_of_life(
+        &self,
+        provider: &PublicKey,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<u64>, StoreError> {
         let mut out = Vec::new();
         let mut lo = provider.0.to_vec();
         lo.extend_from_slice(&be(from_ms));
@@ -361,7 +376,10 @@ impl Store {
     }
 
     pub fn put_batch(&self, id: &Id, bytes: &[u8]) -> Result<bool, StoreError> {
-        Ok(self.batches.compare_and_swap(id.as_bytes(), None as Option<&[u8]>, Some(bytes))?.is_ok())
+        Ok(self
+            .batches
+            .compare_and_swap(id.as_bytes(), None as Option<&[u8]>, Some(bytes))?
+            .is_ok())
     }
 
     pub fn batch(&self, id: &Id) -> Result<Option<Signed<MatchBatch>>, StoreError> {
@@ -383,7 +401,10 @@ impl Store {
     }
 
     pub fn leases(&self) -> Result<Vec<LeaseRecord>, StoreError> {
-        self.leases.iter().map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode_lease(&k, &v))).collect()
+        self.leases
+            .iter()
+            .map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode_lease(&k, &v)))
+            .collect()
     }
 
     /// Stores a lease event under its lease, ordered by time; false if already there.
@@ -489,7 +510,9 @@ fn page(
     keep: impl Fn(&[u8], &[u8]) -> Result<bool, StoreError>,
 ) -> Result<(Vec<Id>, Option<Id>), StoreError> {
     let iter = match after {
-        Some(a) => tree.range((std::ops::Bound::Excluded(a.0.to_vec()), std::ops::Bound::Unbounded)),
+        Some(a) => {
+            tree.range((std::ops::Bound::Excluded(a.0.to_vec()), std::ops::Bound::Unbounded))
+        }
         None => tree.iter(),
     };
     let mut ids = Vec::new();

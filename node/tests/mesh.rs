@@ -54,8 +54,7 @@ fn an_order_posted_to_one_node_reaches_all_ten() {
     assert_eq!(code, 409, "{body}");
 
     let b = bid(id, "provider-a", 500_000);
-    let (code, body) =
-        nodes[9].post("/v1/bids", json!({ "signed_hex": hex::encode(b.encode()) }));
+    let (code, body) = nodes[9].post("/v1/bids", json!({ "signed_hex": hex::encode(b.encode()) }));
     assert_eq!(code, 201, "{body}");
     wait_for("bid on node0", Duration::from_secs(20), || {
         let bids = nodes[0].get(&format!("/v1/orders/{id}/bids")).ok()?;
@@ -64,7 +63,9 @@ fn an_order_posted_to_one_node_reaches_all_ten() {
     // Every node accepted the order by gossip except the one it was posted to.
     let accepted: f64 = nodes[1..]
         .iter()
-        .map(|n| n.metric("leasemesh_gossip_messages_total", &["topic=\"orders\"", "verdict=\"accept\""]))
+        .map(|n| {
+            n.metric("leasemesh_gossip_messages_total", &["topic=\"orders\"", "verdict=\"accept\""])
+        })
         .sum();
     assert_eq!(accepted, 9.0);
 }
@@ -100,9 +101,14 @@ fn a_lying_or_flooding_peer_is_held_off() {
     let mut forged = order(2);
     forged.sig.0[7] ^= 0x20;
     raw("orders", vec![b"\x01\x07not an order at all".to_vec(), forged.encode()]);
-    wait_for("two rejects on the hub", Duration::from_secs(20), || (rejects(&hub) >= 2.0).then_some(()));
+    wait_for("two rejects on the hub", Duration::from_secs(20), || {
+        (rejects(&hub) >= 2.0).then_some(())
+    });
     assert_eq!(
-        hub.metric("leasemesh_gossip_messages_total", &["verdict=\"reject\"", "reason=\"bad_signature\""]),
+        hub.metric(
+            "leasemesh_gossip_messages_total",
+            &["verdict=\"reject\"", "reason=\"bad_signature\""]
+        ),
         1.0
     );
     assert!(!hub.has_order(&forged.id()), "a forged order must not be stored");
@@ -175,7 +181,9 @@ fn killed_node_keeps_its_store_and_late_joiner_pulls_live_orders() {
     // o1 was acknowledged by b before the kill: it comes back from b's own disk.
     assert!(b.has_order(&o1.id()), "b lost an order it acknowledged");
     // o2 arrives by pull sync from a.
-    wait_for("o2 on b by pull sync", Duration::from_secs(30), || b.has_order(&o2.id()).then_some(()));
+    wait_for("o2 on b by pull sync", Duration::from_secs(30), || {
+        b.has_order(&o2.id()).then_some(())
+    });
     assert_eq!(b.metric("leasemesh_sync_fetched_total", &["kind=\"order\""]), 1.0);
 
     // b rejoined the mesh: new orders reach it by gossip.

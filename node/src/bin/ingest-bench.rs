@@ -66,8 +66,11 @@ fn main() -> anyhow::Result<()> {
         let mut accepted = 0usize;
         for chunk in encoded.chunks(VALIDATION_BATCH) {
             let refs: Vec<&[u8]> = chunk.iter().map(|b| b.as_slice()).collect();
-            accepted +=
-                ingest.ingest(Kind::Bid, &refs, now).iter().filter(|o| o.reason == Reason::Ok).count();
+            accepted += ingest
+                .ingest(Kind::Bid, &refs, now)
+                .iter()
+                .filter(|o| o.reason == Reason::Ok)
+                .count();
         }
         ingest_secs = ingest_secs.min(t.elapsed().as_secs_f64());
         anyhow::ensure!(accepted == n, "only {accepted} of {n} bids accepted");

@@ -80,10 +80,14 @@ fn behaviour(key: &identity::Keypair, cfg: &NetworkConfig) -> Result<Behaviour, 
         .with_max_pending_incoming(Some(cfg.max_pending_incoming));
     let mut kad_cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     kad_cfg.set_query_timeout(Duration::from_secs(30));
-    let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
+    let mut kad =
+        kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
     kad.set_mode(Some(kad::Mode::Server));
     let mdns = if cfg.mdns {
-        Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id).map_err(|e| e.to_string())?)
+        Some(
+            mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
+                .map_err(|e| e.to_string())?,
+        )
     } else {
         None
     };
@@ -106,7 +110,10 @@ fn behaviour(key: &identity::Keypair, cfg: &NetworkConfig) -> Result<Behaviour, 
 }
 
 /// Builds the swarm for `key` with TCP and QUIC transports.
-pub fn build_swarm(key: identity::Keypair, cfg: &NetworkConfig) -> Result<Swarm<Behaviour>, BuildError> {
+pub fn build_swarm(
+    key: identity::Keypair,
+    cfg: &NetworkConfig,
+) -> Result<Swarm<Behaviour>, BuildError> {
     let cfg = cfg.clone();
     let idle = Duration::from_secs(cfg.idle_timeout_secs);
     let swarm = SwarmBuilder::with_existing_identity(key)

@@ -23,17 +23,19 @@ pub struct RateLimiter<K> {
 
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
     pub fn new(per_sec: u32, burst: u32) -> RateLimiter<K> {
-        RateLimiter { per_sec: f64::from(per_sec), burst: f64::from(burst), buckets: HashMap::new() }
+        RateLimiter {
+            per_sec: f64::from(per_sec),
+            burst: f64::from(burst),
+            buckets: HashMap::new(),
+        }
     }
 
     /// Takes one token for `key`; false if its bucket is empty.
     pub fn allow(&mut self, key: &K, now: Instant) -> bool {
         let burst = self.burst;
         let per_sec = self.per_sec;
-        let bucket = self
-            .buckets
-            .entry(key.clone())
-            .or_insert(TokenBucket { tokens: burst, last: now });
+        let bucket =
+            self.buckets.entry(key.clone()).or_insert(TokenBucket { tokens: burst, last: now });
         let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * per_sec).min(burst);
         bucket.last = now;

@@ -147,7 +147,11 @@ impl NetworkHandle {
         rx.await.unwrap_or(Err(PublishError::Stopped))
     }
 
-    pub async fn request(&self, peer: PeerId, request: SyncRequest) -> Result<SyncResponse, String> {
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        request: SyncRequest,
+    ) -> Result<SyncResponse, String> {
         let (reply, rx) = oneshot::channel();
         if !self.send(Command::Request { peer, request, reply }).await {
             return Err("network stopped".into());
@@ -283,9 +287,10 @@ impl NetworkService {
                     Verdict::Reject => MessageAcceptance::Reject,
                     Verdict::Ignore => MessageAcceptance::Ignore,
                 };
-                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                    &msg_id, &source, acceptance,
-                );
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&msg_id, &source, acceptance);
             }
             Command::Request { peer, request, reply } => {
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
@@ -421,9 +426,10 @@ impl NetworkService {
     }
 
     fn report(&mut self, msg_id: &MessageId, source: &PeerId, acceptance: MessageAcceptance) {
-        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-            msg_id, source, acceptance,
-        );
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(msg_id, source, acceptance);
     }
 
     fn on_gossip(&mut self, e: gossipsub::Event) {
@@ -437,7 +443,10 @@ impl NetworkService {
         };
         let kind = topic.kind();
         if !self.rate.allow(&propagation_source, Instant::now()) {
-            self.metrics.gossip_rate_limited.get_or_create(&TopicLabels { topic: kind.into() }).inc();
+            self.metrics
+                .gossip_rate_limited
+                .get_or_create(&TopicLabels { topic: kind.into() })
+                .inc();
             self.metrics.verdict(kind, "ignore", Reason::RateLimited.as_str());
             self.report(&message_id, &propagation_source, MessageAcceptance::Ignore);
             self.penalize(propagation_source, PeerAction::RateLimited);
@@ -460,7 +469,10 @@ impl NetworkService {
                 self.metrics.validation_queue_depth.inc();
             }
             Err(_) => {
-                self.metrics.validation_queue_full.get_or_create(&TopicLabels { topic: kind.into() }).inc();
+                self.metrics
+                    .validation_queue_full
+                    .get_or_create(&TopicLabels { topic: kind.into() })
+                    .inc();
                 self.metrics.verdict(kind, "ignore", Reason::QueueFull.as_str());
                 self.report(&message_id, &propagation_source, MessageAcceptance::Ignore);
             }
@@ -471,7 +483,9 @@ impl NetworkService {
         match e {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
-                    if let Err(err) = self.out.sync_serve.try_send(SyncServe { peer, request, channel }) {
+                    if let Err(err) =
+                        self.out.sync_serve.try_send(SyncServe { peer, request, channel })
+                    {
                         let serve = err.into_inner();
                         let _ = self.swarm.behaviour_mut().sync.send_response(
                             serve.channel,

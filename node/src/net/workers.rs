@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use super::ratelimit::RateLimiter;
 use super::scoring::{self, PeerAction};
 use super::service::{Command, GossipJob, NetworkHandle, SyncJob, SyncServe};
-use super::sync::{SyncKind, SyncRequest, SyncResponse, SYNC_FETCH_LIMIT, SYNC_MAX_PAGES, SYNC_PAGE_LIMIT};
+use super::sync::{
+    SyncKind, SyncRequest, SyncResponse, SYNC_FETCH_LIMIT, SYNC_MAX_PAGES, SYNC_PAGE_LIMIT,
+};
 use super::topics::Topic;
 use crate::ingest::{Ingest, Kind, Reason};
 use crate::metrics::{KindLabels, Metrics};
@@ -124,7 +126,8 @@ async fn validate_batch(
                 );
             }
             if let Some(order_id) = outcome.missing_order {
-                let fetch = SyncJob::FetchOrder { peer: job.source, order_id, bid: job.data.clone() };
+                let fetch =
+                    SyncJob::FetchOrder { peer: job.source, order_id, bid: job.data.clone() };
                 if sync_jobs.try_send(fetch).is_err() {
                     tracing::debug!(order = %order_id.short(), "sync queue full; not fetching order");
                 }
@@ -228,7 +231,9 @@ pub async fn run_sync_driver(
                 }
                 for kind in [SyncKind::Orders, SyncKind::Bids] {
                     match sync_kind(peer, kind, &ingest, &net, &metrics).await {
-                        Ok(n) if n > 0 => tracing::info!(peer = %peer, ?kind, fetched = n, "pull sync"),
+                        Ok(n) if n > 0 => {
+                            tracing::info!(peer = %peer, ?kind, fetched = n, "pull sync")
+                        }
                         Ok(_) => {}
                         Err(e) => {
                             tracing::debug!(peer = %peer, ?kind, error = %e, "pull sync failed");
@@ -250,10 +255,14 @@ pub async fn run_sync_driver(
                         .unwrap_or(false)
                 };
                 if !known && asked.insert(order_id) {
-                    let _ = fetch(peer, SyncKind::Orders, vec![order_id], &ingest, &net, &metrics).await;
+                    let _ = fetch(peer, SyncKind::Orders, vec![order_id], &ingest, &net, &metrics)
+                        .await;
                 }
                 let ingest = ingest.clone();
-                let _ = tokio::task::spawn_blocking(move || ingest.ingest(Kind::Bid, &[&bid], now_ms())).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    ingest.ingest(Kind::Bid, &[&bid], now_ms())
+                })
+                .await;
             }
         }
     }
@@ -269,9 +278,8 @@ async fn sync_kind(
     let mut after = None;
     let mut fetched = 0;
     for _ in 0..SYNC_MAX_PAGES {
-        let resp = net
-            .request(peer, SyncRequest::LiveIds { kind, after, limit: SYNC_PAGE_LIMIT })
-            .await?;
+        let resp =
+            net.request(peer, SyncRequest::LiveIds { kind, after, limit: SYNC_PAGE_LIMIT }).await?;
         let (ids, next) = match resp {
             SyncResponse::Ids { ids, next } => (ids, next),
             SyncResponse::Refused { reason } => return Err(format!("refused: {reason}")),

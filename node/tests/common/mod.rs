@@ -1,7 +1,7 @@
 //! Helpers for the multi-process tests: each node is a real `leasemesh-node` process with a temp
 //! home, on free loopback ports, driven through its HTTP API.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -105,7 +105,8 @@ impl TestNode {
 
     /// Starts (or restarts) the process on the same home.
     pub fn run(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
         let child = Command::new(BIN)
             .arg("run")
             .arg("--home")
@@ -155,7 +156,10 @@ impl TestNode {
 
     /// POSTs JSON; returns the status and the JSON answer, whatever the status.
     pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        match ureq::post(&format!("{}{path}", self.api)).timeout(Duration::from_secs(30)).send_json(body) {
+        match ureq::post(&format!("{}{path}", self.api))
+            .timeout(Duration::from_secs(30))
+            .send_json(body)
+        {
             Ok(r) => (r.status(), r.into_json().unwrap()),
             Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
             Err(e) => panic!("POST {path} on {}: {e}", self.name),
@@ -163,7 +167,10 @@ impl TestNode {
     }
 
     pub fn post_order(&self, order: &Signed<Order>) -> (u16, Value) {
-        self.post("/v1/orders", serde_json::json!({ "signed_order_hex": hex::encode(order.encode()) }))
+        self.post(
+            "/v1/orders",
+            serde_json::json!({ "signed_order_hex": hex::encode(order.encode()) }),
+        )
     }
 
     pub fn status(&self) -> Value {
@@ -176,10 +183,14 @@ impl TestNode {
 
     /// Waits until the node has a peer in its orders mesh (so gossip can flow).
     pub fn wait_meshed(&self) {
-        wait_for(&format!("{} to join the orders mesh", self.name), Duration::from_secs(30), || {
-            let s = self.get("/v1/status").ok()?;
-            (s["mesh"]["orders"].as_u64()? >= 1).then_some(())
-        });
+        wait_for(
+            &format!("{} to join the orders mesh", self.name),
+            Duration::from_secs(30),
+            || {
+                let s = self.get("/v1/status").ok()?;
+                (s["mesh"]["orders"].as_u64()? >= 1).then_some(())
+            },
+        );
     }
 
     /// The value of a metric line that starts with `prefix` (name and labels), summed.
