@@ -11,12 +11,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use leasemesh_node::settler::genesis::{Genesis, SettlementGenesis};
-use leasemesh_protocol::{samples, Bid, Coin, Keypair, MatchBatch, Order, ProviderInfo, Signed};
+use leasemesh_node::settler::genesis::{Genesis, GenesisBalance, GenesisGrant, SettlementGenesis};
+use leasemesh_protocol::{
+    samples, Bid, CloseReason, Coin, Keypair, LeaseEvent, LeaseEventKind, MatchBatch, Order,
+    ProviderInfo, SettlementBatch, Signed,
+};
+use leasemesh_settlement::batch::{verify_lease_proof, LeaseProof};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_leasemesh-node");
 const EPOCH_MS: u64 = 1000;
+const TENANT_ADDRESS: &str = "tenant-e2e";
+/// Bid prices per hour: 3, 1 (the cheapest) and 2 million uakt.
+const PRICES: [u128; 3] = [3_000_000, 1_000_000, 2_000_000];
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -75,12 +82,20 @@ impl TestNode {
     }
 
     /// Points the config at the genesis and the bootstrap peers, then starts the process.
-    fn start(&mut self, genesis: &Path, bootstrap: &[String]) {
+    fn start(
+        &mut self,
+        genesis: &Path,
+        bootstrap: &[String],
+        settler_extra: &[(&str, toml::Value)],
+    ) {
         let path = self.home.join("config.toml");
         let mut cfg: toml::Table =
             toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let mut settler = toml::Table::new();
         settler.insert("genesis".into(), genesis.display().to_string().into());
+        for (k, v) in settler_extra {
+            settler.insert((*k).into(), v.clone());
+        }
         cfg.insert("settler".into(), settler.into());
         let net = cfg.entry("network").or_insert(toml::Table::new().into());
         net.as_table_mut().unwrap().insert(
@@ -176,14 +191,32 @@ fn every_node_accepts_the_same_batch_and_refuses_a_tampered_one() {
         leader_timeout_ms: 2000,
         settlers: vec![settler.key.public()],
         settlement: SettlementGenesis::default(),
-        balances: vec![],
-        grants: vec![],
+        balances: vec![GenesisBalance {
+            address: TENANT_ADDRESS.into(),
+            denom: "uakt".into(),
+            amount: 1_000_000_000,
+            key: None,
+        }],
+        grants: vec![GenesisGrant {
+            tenant: TENANT_ADDRESS.into(),
+            denom: "uakt".into(),
+            limit: 1_000_000,
+        }],
     };
     let genesis_path = dir.path().join("genesis.toml");
     std::fs::write(&genesis_path, genesis.to_toml().unwrap()).unwrap();
-    settler.start(&genesis_path, &[]);
+    settler.start(
+        &genesis_path,
+        &[],
+        &[("settle_on_close", true.into()), ("settle_interval_ms", 60_000.into())],
+    );
+    // Bootstrap peers are dialled once at start: the settler must listen first.
+    wait_for("the settler's p2p listener", Duration::from_secs(20), &[&settler], || {
+        let s = settler.get("/v1/status").ok()?;
+        (!s["listen_addrs"].as_array()?.is_empty()).then_some(())
+    });
     for n in nodes.iter_mut() {
-        n.start(&genesis_path, std::slice::from_ref(&settler.p2p));
+        n.start(&genesis_path, std::slice::from_ref(&settler.p2p), &[]);
     }
     let all: Vec<&TestNode> = std::iter::once(&settler).chain(nodes.iter()).collect();
     for n in &all {
@@ -230,6 +263,8 @@ fn every_node_accepts_the_same_batch_and_refuses_a_tampered_one() {
     order.created_at_ms = now_ms();
     order.bid_window_ms = 1500;
     order.placement.attributes.clear();
+    order.max_price_per_hour = Coin::new("uakt", 10_000_000);
+    order.tenant_address = TENANT_ADDRESS.into();
     let order = Signed::sign(order, &tenant);
     let order_id = order.id();
     b.post_hex("/v1/orders", &order.encode()).unwrap();
@@ -237,11 +272,11 @@ fn every_node_accepts_the_same_batch_and_refuses_a_tampered_one() {
         c.get(&format!("/v1/orders/{order_id}")).ok()
     });
 
-    // Competing bids (through node C): 300, 100 (the cheapest), 200.
+    // Competing bids (through node C).
     let denom = order.body.max_price_per_hour.denom.clone();
     let close = order.body.auction_closes_at_ms();
     let mut bids = Vec::new();
-    for (key, price) in providers.iter().zip([300u128, 100, 200]) {
+    for (key, price) in providers.iter().zip(PRICES) {
         let bid = Signed::sign(
             Bid {
                 version: leasemesh_protocol::v(),
@@ -330,4 +365,52 @@ fn every_node_accepts_the_same_batch_and_refuses_a_tampered_one() {
         let v = n.get(&format!("/v1/batches/{epoch}")).unwrap();
         assert_eq!(v["batch_id"], views[0]["batch_id"], "{} replaced the batch", n.name);
     }
+
+    // The winner reports Running (dated 3 s ago), the tenant closes: the settler accrues,
+    // anchors a settlement batch on the embedded ledger, and proves the lease.
+    let winner = &providers[1];
+    let lease = leasemesh_protocol::Hash::from_hex(&lease_id).unwrap();
+    let t = now_ms();
+    let event = |key: &Keypair, kind: LeaseEventKind, at_ms: u64| {
+        Signed::sign(
+            LeaseEvent { version: leasemesh_protocol::v(), lease_id: lease, order_id, at_ms, kind },
+            key,
+        )
+        .encode()
+    };
+    b.post_hex(
+        "/v1/lease-events",
+        &event(winner, LeaseEventKind::Running { endpoints: vec![] }, t - 3000),
+    )
+    .unwrap();
+    wait_for("Running on the settler", Duration::from_secs(5), &all, || {
+        (settler.get(&format!("/v1/leases/{lease_id}")).ok()?["lease"]["state"] == "running")
+            .then_some(())
+    });
+    let closed = LeaseEventKind::Closed { reason: CloseReason::TenantClosed };
+    b.post_hex("/v1/lease-events", &event(&tenant, closed, t)).unwrap();
+    let proof = wait_for("an anchored proof of the lease", Duration::from_secs(10), &all, || {
+        settler.get(&format!("/v1/leases/{lease_id}/proof")).ok()
+    });
+    let entry = &proof["proofs"][0];
+    let lease_proof: LeaseProof = serde_json::from_value(entry["lease_proof"].clone()).unwrap();
+    let batch = Signed::<SettlementBatch>::decode_verified(
+        &hex::decode(entry["signed_batch_hex"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(batch.signer, settler.key.public());
+    assert!(verify_lease_proof(&lease_proof, &batch.body.merkle_root));
+    assert_eq!(entry["anchor"]["chain_id"], "local");
+    // 3 whole seconds at 1,000,000 an hour.
+    let owed = PRICES[1] * 3 / 3600;
+    let paid = settler.get("/v1/ledger/balances/provider-1").unwrap();
+    assert_eq!(
+        paid["balances"],
+        json!([{ "denom": "uakt", "amount": owed.to_string() }]),
+        "{paid}"
+    );
+    let left = settler.get(&format!("/v1/ledger/balances/{TENANT_ADDRESS}")).unwrap();
+    assert_eq!(left["balances"][0]["amount"], json!((1_000_000_000 - owed).to_string()));
+    // Only the settlement settler holds the ledger.
+    assert_eq!(a.get(&format!("/v1/leases/{lease_id}/proof")).unwrap_err().0, 404);
 }
