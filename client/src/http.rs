@@ -247,9 +247,19 @@ impl NodeClient {
         Ok(LeaseDetail { lease, events })
     }
 
-    /// `GET /v1/batches/{id}`: a match batch, verified.
-    pub fn match_batch(&self, id: &Id) -> Result<Signed<MatchBatch>> {
-        decode_view(&self.get_json(&format!("/v1/batches/{id}"))?)
+    /// `GET /v1/batches/{epoch}`: the match batch this node accepted for an epoch, verified.
+    /// `None` if it has none for that epoch.
+    pub fn match_batch(&self, epoch: u64) -> Result<Option<Signed<MatchBatch>>> {
+        match self.get_json(&format!("/v1/batches/{epoch}")) {
+            Ok(v) => decode_view(&v).map(Some),
+            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /v1/settler/status` (nodes with a genesis).
+    pub fn settler_status(&self) -> Result<Value> {
+        self.get_json("/v1/settler/status")
     }
 
     /// Delivers a sealed manifest to the winning provider's API.

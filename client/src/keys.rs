@@ -23,10 +23,10 @@ pub fn home_dir(flag: Option<&Path>) -> PathBuf {
     base.join(".leasemesh")
 }
 
-/// Where the tenant pays from on the settlement backend, by default: derived from the key, so
-/// the embedded ledger needs no registration.
+/// Where the tenant pays from on the settlement backend, by default: the key in hex, which the
+/// embedded ledger accepts as controlled by that key (no registration needed).
 pub fn default_address(key: &PublicKey) -> String {
-    format!("tenant-{}", &key.to_hex()[..40])
+    key.to_hex()
 }
 
 fn key_err(path: &Path, reason: impl std::fmt::Display) -> ClientError {

@@ -1,91 +1,124 @@
 //! The tenant's side of settlement: the spend grant for the settler, and checking a lease's
 //! proof against a signed, anchored settlement batch.
 
-use leasemesh_protocol::codec::to_canonical;
-use leasemesh_protocol::crypto::signing_message;
-use leasemesh_protocol::{Anchor, Coin, Hash, Id, Keypair, SettlementBatch, Signed};
+use leasemesh_protocol::types::amount_serde;
+use leasemesh_protocol::{
+    Coin, Id, Keypair, PublicKey, SettlementBatch, Signable, Signed, ValidationError,
+};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::{ClientError, Result};
-use crate::http::{decode_view, NodeClient};
+use crate::http::NodeClient;
 use crate::proof::{check, LeaseProof, Verification};
 
-/// Domain tag of a tenant's signed grant request to the embedded ledger.
-pub const GRANT_DOMAIN: &str = "leasemesh/v1/ledger-grant";
+/// A tenant's signed permission for the settlement settler to move up to `limit` of `denom` from
+/// `tenant_address` (the embedded ledger's spend grant). Same fields, order and domain tag as the
+/// settler's type, so the bytes and the signature match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendGrant {
+    pub version: u8,
+    pub tenant_address: String,
+    pub settler_address: String,
+    pub denom: String,
+    #[serde(with = "amount_serde")]
+    pub limit: u128,
+    pub created_at_ms: u64,
+}
 
-/// Grants the settler a spend limit from `address` on the node's settlement backend. The request
-/// is signed by the tenant key, so no one else can raise a tenant's limit.
+impl Signable for SpendGrant {
+    const DOMAIN: &'static str = "leasemesh/v1/spend-grant";
+    const MAX_SIZE: usize = 1024;
+    const NAME: &'static str = "spend grant";
+
+    fn version(&self) -> u8 {
+        self.version
+    }
+
+    fn author(&self) -> Option<&PublicKey> {
+        None
+    }
+
+    fn validate(&self) -> std::result::Result<(), ValidationError> {
+        Ok(())
+    }
+}
+
+/// The settlement settler's ledger address, from the node's settler status.
+pub fn settlement_address(client: &NodeClient) -> Result<String> {
+    let v = client.settler_status()?;
+    v.get("settlement_address").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| {
+        ClientError::BadAnswer {
+            url: format!("{}/v1/settler/status", client.base()),
+            reason: "no settlement_address: the mesh has no settlement settler".into(),
+        }
+    })
+}
+
+/// Grants the settlement settler a spend limit from `address` on the embedded ledger. The grant
+/// is signed by the tenant key, so no one else can raise a tenant's limit. The node asked must
+/// be the settlement settler (the first settler of the genesis).
 pub fn grant(client: &NodeClient, key: &Keypair, address: &str, limit: &Coin) -> Result<Value> {
-    let msg = signing_message(GRANT_DOMAIN, &to_canonical(&(address, limit)));
-    let sig = key.sign(&msg);
-    client.post_json(
-        "/v1/ledger/grants",
-        &json!({
-            "tenant_address": address,
-            "limit": limit,
-            "tenant_key": key.public(),
-            "signature": sig,
-        }),
-    )
+    let settler_address = settlement_address(client)?;
+    let g = Signed::sign(
+        SpendGrant {
+            version: leasemesh_protocol::v(),
+            tenant_address: address.to_owned(),
+            settler_address,
+            denom: limit.denom.clone(),
+            limit: limit.amount,
+            created_at_ms: crate::deploy::now_ms(),
+        },
+        key,
+    );
+    client.post_json("/v1/ledger/grants", &json!({ "signed_hex": hex::encode(g.encode()) }))
 }
 
-fn field<'a>(v: &'a Value, names: &[&str]) -> Option<&'a Value> {
-    names.iter().find_map(|n| v.get(*n)).filter(|x| !x.is_null())
+/// One proof entry as the settlement settler serves it.
+#[derive(Debug, Clone, Deserialize)]
+struct ProofEntry {
+    signed_batch_hex: String,
+    lease_proof: LeaseProof,
+    #[serde(default)]
+    anchor: Option<leasemesh_protocol::Anchor>,
 }
 
-/// Fetches the proof, the signed batch and the anchor of a lease and checks them: the Merkle
-/// proof and the batch signature here, the anchor against the node's ledger view.
+/// Fetches the proofs of a lease from the settlement settler and checks each here: the Merkle
+/// proof, the batch's signature and root, and that the batch is anchored. All batches holding
+/// the lease must check; the result describes the last one.
 pub fn verify_lease(client: &NodeClient, lease_id: &Id) -> Result<Verification> {
     let url = format!("{}/v1/leases/{lease_id}/proof", client.base());
     let v = client.get_json_url(&url)?;
-    let proof_v = field(&v, &["proof", "lease_proof"]).cloned().unwrap_or_else(|| v.clone());
-    let proof: LeaseProof = serde_json::from_value(proof_v).map_err(|e| {
-        ClientError::BadAnswer { url: url.clone(), reason: format!("lease proof: {e}") }
-    })?;
-    let batch: Option<Signed<SettlementBatch>> = match field(&v, &["batch", "settlement_batch"]) {
-        Some(b) if b.get("signed_hex").is_some() => Some(decode_view(b)?),
-        _ => match field(&v, &["batch_signed_hex", "signed_batch_hex"]).and_then(Value::as_str) {
-            Some(h) => {
-                let bytes = hex::decode(h).map_err(|e| ClientError::BadAnswer {
-                    url: url.clone(),
-                    reason: format!("batch hex: {e}"),
-                })?;
-                Some(Signed::<SettlementBatch>::decode(&bytes).map_err(|source| {
-                    ClientError::Unverified { what: "settlement batch", source }
-                })?)
-            }
-            None => None,
-        },
-    };
+    let entries: Vec<ProofEntry> =
+        serde_json::from_value(v.get("proofs").cloned().unwrap_or(Value::Null)).map_err(|e| {
+            ClientError::BadAnswer { url: url.clone(), reason: format!("proofs: {e}") }
+        })?;
+    if entries.is_empty() {
+        return Err(ClientError::BadAnswer { url, reason: "no proofs".into() });
+    }
     let mut out = Verification::default();
-    check(&proof, batch.as_ref(), &mut out);
-    let anchor: Option<Anchor> =
-        field(&v, &["anchor"]).and_then(|a| serde_json::from_value(a.clone()).ok());
-    out.anchor = anchor.clone();
-    match (&anchor, &batch) {
-        (Some(_), Some(b)) => match check_anchor(client, &b.id(), &b.body.merkle_root) {
-            Ok(()) => out.anchor_ok = true,
-            Err(e) => out.problems.push(format!("anchor: {e}")),
-        },
-        (None, _) => out.problems.push("the batch is not anchored yet".into()),
-        (Some(_), None) => out.problems.push("no batch to check the anchor of".into()),
+    for e in &entries {
+        let mut v = Verification::default();
+        let bytes = hex::decode(&e.signed_batch_hex).map_err(|err| ClientError::BadAnswer {
+            url: url.clone(),
+            reason: format!("batch hex: {err}"),
+        })?;
+        let batch = Signed::<SettlementBatch>::decode(&bytes)
+            .map_err(|source| ClientError::Unverified { what: "settlement batch", source })?;
+        if e.lease_proof.lease_id != *lease_id {
+            v.problems.push(format!("the proof is for lease {}", e.lease_proof.lease_id));
+        }
+        check(&e.lease_proof, Some(&batch), &mut v);
+        match &e.anchor {
+            Some(a) if !a.tx_hashes.is_empty() => {
+                v.anchor_ok = true;
+                v.anchor = Some(a.clone());
+            }
+            _ => v.problems.push(format!("batch #{} is not anchored", batch.body.sequence)),
+        }
+        out.problems.extend(v.problems.clone());
+        let problems = std::mem::take(&mut out.problems);
+        out = Verification { problems, ..v };
     }
     Ok(out)
-}
-
-/// Asks the node's settlement backend view whether the batch is anchored with this root.
-fn check_anchor(client: &NodeClient, batch_id: &Id, root: &Hash) -> Result<()> {
-    let url = format!("{}/v1/ledger/batches/{batch_id}", client.base());
-    let v = client.get_json_url(&url)?;
-    let anchored_root =
-        field(&v, &["merkle_root"]).and_then(Value::as_str).and_then(|s| Hash::from_hex(s).ok());
-    match anchored_root {
-        Some(r) if r == *root => Ok(()),
-        Some(r) => Err(ClientError::Invalid(format!(
-            "the backend anchored root {r}, the batch has {root}"
-        ))),
-        None => {
-            Err(ClientError::BadAnswer { url, reason: "no merkle_root in the ledger entry".into() })
-        }
-    }
 }
