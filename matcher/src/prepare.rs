@@ -312,8 +312,9 @@ fn dedupe<T: Serialize>(
             i = j;
         }
     }
-    let mut sorted: Vec<(Id, u32)> = Vec::with_capacity(keyed.len());
+    // Compact in place: one entry per id (no second 36-byte-per-entry array).
     let mut rank_of_pos = vec![NONE; items.len()];
+    let mut out = 0usize;
     let mut i = 0;
     while i < keyed.len() {
         let id = keyed[i].0;
@@ -333,10 +334,13 @@ fn dedupe<T: Serialize>(
                 .min()
                 .map_or(keyed[i].1, |(_, k)| k)
         };
-        rank_of_pos[pick as usize] = sorted.len() as u32;
-        sorted.push((id, pick));
+        rank_of_pos[pick as usize] = out as u32;
+        keyed[out] = (id, pick);
+        out += 1;
         i = j;
     }
+    keyed.truncate(out);
+    let sorted = keyed;
     Deduped { sorted, rank_of_pos }
 }
 
