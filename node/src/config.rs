@@ -21,6 +21,8 @@ pub struct Config {
     pub debug: DebugConfig,
     /// `[settler]`: the genesis file, epoch matching and settlement.
     pub settler: crate::settler::SettlerConfig,
+    /// `[provider]`: hosts, GPUs, pricing, bidding and the container runtime (off by default).
+    pub provider: crate::provider::ProviderConfig,
 }
 
 /// The libp2p side: where to listen, whom to dial first, how many connections to hold.

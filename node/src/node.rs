@@ -44,6 +44,8 @@ pub enum StartError {
     Network(String),
     #[error("settler role: {0}")]
     Settler(#[from] crate::settler::SettlerError),
+    #[error("provider role: {0}")]
+    Provider(#[from] crate::provider::role::ProviderError),
     #[error("cannot listen on the API address {addr}: {source}")]
     Api {
         addr: String,
@@ -171,6 +173,10 @@ pub async fn start(
         Some(s) => ingest.with_batch_check(s.batch_check()),
         None => ingest,
     };
+    // The provider role (inventory, bids, containers) when enabled.
+    let provider =
+        crate::provider::role::ProviderRole::prepare(&config.provider, &key, &mut metrics.registry)
+            .await?;
     let metrics = Arc::new(metrics);
 
     let listen = parse_addrs(&config.network.p2p_listen)?;
@@ -235,6 +241,10 @@ pub async fn start(
     if let Some(s) = settler {
         router = router.merge(s.router());
         tasks.extend(s.spawn(&node, shutdown_rx.clone()));
+    }
+    if let Some(p) = provider {
+        router = router.merge(p.router(node.clone()));
+        tasks.extend(p.spawn(&node, shutdown_rx.clone()));
     }
     for r in routes {
         router = router.merge(r);

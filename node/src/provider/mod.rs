@@ -8,6 +8,7 @@
 //! - [`runtime`]: Docker Engine through `bollard`: one container per replica, a network per
 //!   lease, labels, limits, GPUs, ports, logs, status, close, re-adoption after a restart.
 //! - [`lease`]: manifest (sealed) → runtime → signed lease events, with a deadline.
+//! - [`role`]: all of the above inside a running node (events in, bids and infos out, routes).
 //!
 //! What this module does not do: networking, storage, HTTP. The node owns those and calls in.
 
@@ -16,6 +17,7 @@ pub mod fixtures;
 pub mod inventory;
 pub mod lease;
 pub mod pricing;
+pub mod role;
 pub mod runtime;
 
 use std::collections::BTreeMap;
@@ -124,7 +126,8 @@ impl ProviderConfig {
     }
 }
 
-/// The provider's metrics, registered once per node.
+/// The provider's metrics, registered once per node on its registry (whose prefix is
+/// `leasemesh`), under `provider`.
 #[derive(Debug, Clone, Default)]
 pub struct ProviderMetrics {
     /// Bids signed (`leasemesh_provider_bids_total`).
@@ -142,7 +145,7 @@ pub struct ProviderMetrics {
 
 impl ProviderMetrics {
     pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("leasemesh_provider");
+        let r = registry.sub_registry_with_prefix("provider");
         r.register("bids", "Bids signed", self.bids.clone());
         r.register("no_bids", "Valid orders not bid on", self.no_bids.clone());
         r.register(
@@ -204,7 +207,7 @@ mod tests {
     #[test]
     fn metrics_render_with_prefix() {
         let m = ProviderMetrics::default();
-        let mut reg = Registry::default();
+        let mut reg = Registry::with_prefix("leasemesh");
         m.register(&mut reg);
         m.price_command_failures.inc();
         let mut out = String::new();

@@ -1,0 +1,388 @@
+//! The provider role inside a running node: bids on the orders the node stores, follows awards,
+//! publishes its provider info on change and as a heartbeat, runs awarded leases when their
+//! sealed manifest arrives, and serves the lease routes of the HTTP API:
+//!
+//! - `POST /v1/leases/{id}/manifest`: the sealed manifest ([`SealedManifest`] bytes) of a lease
+//!   awarded to this provider; answered 202, then the lease events are gossiped.
+//! - `GET /v1/leases/{id}/status`: the replicas as Docker sees them.
+//! - `GET /v1/leases/{id}/logs?follow=true&tail=N`: the logs, streamed (one JSON line each).
+//!
+//! The bid engine sits behind a plain mutex that is never held across an await: every step in
+//! it is pure and takes microseconds.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use leasemesh_protocol::seal::{encryption_secret_from_seed, SealedManifest};
+use leasemesh_protocol::{Id, Keypair, LeaseEventKind};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use super::bid::{BidEngine, NoBid};
+use super::inventory::{InventoryError, NvmlProbe};
+use super::lease::{failure, lease_event, LeaseRunner, PendingLeases};
+use super::runtime::DockerRuntime;
+use super::{ProviderConfig, ProviderMetrics};
+use crate::events::NodeEvent;
+use crate::ingest::Kind;
+use crate::node::Node;
+use crate::now_ms;
+
+/// Why the provider role could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    #[error("inventory: {0}")]
+    Inventory(#[from] InventoryError),
+}
+
+struct Shared {
+    cfg: ProviderConfig,
+    engine: Mutex<BidEngine>,
+    pending: Mutex<PendingLeases>,
+    /// `None` when Docker could not be reached at start: the provider still bids (and says so
+    /// in the log) but cannot run leases.
+    runner: Option<LeaseRunner>,
+    metrics: ProviderMetrics,
+}
+
+impl Shared {
+    fn engine(&self) -> MutexGuard<'_, BidEngine> {
+        // A panic while holding the lock cannot leave the engine half-changed in a way that
+        // matters more than stopping to bid: keep going with its state.
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending(&self) -> MutexGuard<'_, PendingLeases> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The provider role, prepared and ready to spawn.
+#[derive(Clone)]
+pub struct ProviderRole {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ProviderRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderRole").finish_non_exhaustive()
+    }
+}
+
+impl ProviderRole {
+    /// Builds the role when `cfg.enabled`: inventory (GPUs from NVML where asked), rates, the
+    /// Docker runtime, metrics registered on the node's registry (prefix `leasemesh`).
+    pub async fn prepare(
+        cfg: &ProviderConfig,
+        key: &Keypair,
+        registry: &mut Registry,
+    ) -> Result<Option<ProviderRole>, ProviderError> {
+        if !cfg.enabled {
+            return Ok(None);
+        }
+        let metrics = ProviderMetrics::default();
+        metrics.register(registry);
+        let engine = cfg.bid_engine(key.clone(), &NvmlProbe, metrics.clone())?;
+        let runner = match DockerRuntime::connect(cfg.runtime.clone()).await {
+            Ok(runtime) => Some(LeaseRunner {
+                runtime,
+                key: key.clone(),
+                encryption_secret: encryption_secret_from_seed(&key.secret_bytes()),
+                metrics: metrics.clone(),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "Docker is not reachable: bidding only, leases cannot run");
+                None
+            }
+        };
+        Ok(Some(ProviderRole {
+            shared: Arc::new(Shared {
+                cfg: cfg.clone(),
+                engine: Mutex::new(engine),
+                pending: Mutex::new(PendingLeases::default()),
+                runner,
+                metrics,
+            }),
+        }))
+    }
+
+    /// The lease routes, to merge into the node's router.
+    pub fn router(&self, node: Node) -> Router {
+        Router::new()
+            .route("/v1/leases/{id}/manifest", post(post_manifest))
+            .route("/v1/leases/{id}/status", get(lease_status))
+            .route("/v1/leases/{id}/logs", get(lease_logs))
+            .with_state((self.shared.clone(), node))
+    }
+
+    /// Starts the role's tasks: bidding and award handling, and the heartbeat.
+    pub fn spawn(self, node: &Node, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        vec![
+            tokio::spawn(run_market(node.clone(), self.shared.clone(), shutdown.clone())),
+            tokio::spawn(run_heartbeat(node.clone(), self.shared.clone(), shutdown)),
+        ]
+    }
+}
+
+async fn run_market(node: Node, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut events = node.events.subscribe();
+    // After a restart: keep the containers of live leases, remove the rest.
+    if let Some(r) = &shared.runner {
+        let me = node.key.public();
+        let live: BTreeSet<Id> = node
+            .store
+            .leases()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|l| l.provider == me && !matches!(l.state.as_str(), "failed" | "closed"))
+            .map(|l| l.lease_id)
+            .collect();
+        match r.runtime.reconcile(&live).await {
+            Ok(rec) => tracing::info!(
+                adopted = rec.adopted.len(),
+                removed = rec.removed_containers.len(),
+                "containers reconciled"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not reconcile containers"),
+        }
+    }
+    loop {
+        let ev = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            ev = events.recv() => ev,
+        };
+        match ev {
+            Ok(NodeEvent::Order { id, .. }) => on_order(&node, &shared, id).await,
+            Ok(NodeEvent::Award { order_id, lease_id, provider, batch_id, .. }) => {
+                if provider == node.key.public() {
+                    on_award(&node, &shared, batch_id, order_id, lease_id);
+                } else if shared.engine().inventory.release_reservation(&order_id) {
+                    tracing::debug!(order = %order_id.short(), "auction lost: reservation released");
+                }
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "provider fell behind the node's events");
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+}
+
+async fn on_order(node: &Node, shared: &Shared, id: Id) {
+    let Ok(Some(order)) = node.store.order(&id) else { return };
+    let now = now_ms();
+    let bid = if shared.cfg.pricing.command.is_set() {
+        let quote = shared.engine().quote(id, &order.body, now);
+        match quote {
+            Ok(q) => match shared.cfg.pricing.command.price(&id, &order.body, &q.plan).await {
+                Ok(price) => shared.engine().commit(q, &order.body, price, now_ms()),
+                Err(e) => {
+                    shared.metrics.price_command_failures.inc();
+                    tracing::warn!(order = %id.short(), error = %e, "price command failed: no bid");
+                    Err(NoBid::Price(e))
+                }
+            },
+            Err(e) => Err(e),
+        }
+    } else {
+        shared.engine().on_order(&order, now)
+    };
+    match bid {
+        Ok(bid) => {
+            if let Err(o) = node.submit(Kind::Bid, bid.encode()).await {
+                tracing::warn!(order = %id.short(), reason = %o.detail, "own bid refused");
+                shared.engine().inventory.release_reservation(&id);
+            }
+        }
+        Err(e) => tracing::debug!(order = %id.short(), reason = %e, "no bid"),
+    }
+}
+
+fn on_award(node: &Node, shared: &Shared, batch_id: Id, order_id: Id, lease_id: Id) {
+    let award = node
+        .store
+        .batch(&batch_id)
+        .ok()
+        .flatten()
+        .and_then(|b| b.body.awards.into_iter().find(|a| a.order_id == order_id));
+    let (Some(award), Ok(Some(order))) = (award, node.store.order(&order_id)) else {
+        tracing::warn!(lease = %lease_id.short(), "award without its batch or order here");
+        return;
+    };
+    match shared.engine().inventory.allocate(lease_id, order_id, &order.body, &award.assignments) {
+        Ok(_) => {
+            let deadline = now_ms().saturating_add(shared.cfg.manifest_deadline_ms);
+            shared.pending().add(lease_id, order_id, deadline);
+            tracing::info!(lease = %lease_id.short(), "lease awarded: waiting for the manifest");
+        }
+        Err(e) => tracing::warn!(lease = %lease_id.short(), error = %e, "cannot honour the award"),
+    }
+}
+
+async fn run_heartbeat(node: Node, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let period = Duration::from_millis(shared.cfg.heartbeat_interval_ms.max(100));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            _ = tick.tick() => {}
+        }
+        let now = now_ms();
+        // The sequence is the clock: it grows across restarts without a counter on disk.
+        let info = {
+            let mut e = shared.engine();
+            e.expire(now);
+            e.provider_info(now, now)
+        };
+        if let Err(o) = node.submit(Kind::ProviderInfo, info.encode()).await {
+            tracing::debug!(reason = %o.detail, "provider info not accepted");
+        }
+        let overdue = shared.pending().overdue(now);
+        for (lease_id, order_id) in overdue {
+            shared.engine().inventory.release_lease(&lease_id);
+            let ev = lease_event(
+                &node.key,
+                lease_id,
+                order_id,
+                failure("no manifest and no Running before the deadline"),
+                now,
+            );
+            shared.metrics.leases_failed.inc();
+            let _ = node.submit(Kind::LeaseEvent, ev.encode()).await;
+        }
+    }
+}
+
+fn api_error(status: StatusCode, error: &str, detail: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": error, "detail": detail.to_string() }))).into_response()
+}
+
+fn bad_id() -> Response {
+    api_error(StatusCode::BAD_REQUEST, "bad_id", "a lease id is 64 hex characters")
+}
+
+type RoleState = (Arc<Shared>, Node);
+
+async fn post_manifest(
+    State((shared, node)): State<RoleState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Ok(lease_id) = Id::from_hex(&id) else { return bad_id() };
+    let Some(runner) = &shared.runner else {
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, "no_runtime", "Docker is not reachable");
+    };
+    let sealed = match SealedManifest::decode(&body) {
+        Ok(s) => s,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, "malformed", e),
+    };
+    let Some(deadline) = shared.pending().deadline(&lease_id) else {
+        return api_error(StatusCode::NOT_FOUND, "not_found", "no lease awaiting a manifest here");
+    };
+    let alloc = shared.engine().inventory.allocation(&lease_id).cloned();
+    let lease = node.store.lease(&lease_id).ok().flatten();
+    let order = lease.as_ref().and_then(|l| node.store.order(&l.order_id).ok().flatten());
+    let (Some(alloc), Some(order)) = (alloc, order) else {
+        return api_error(StatusCode::NOT_FOUND, "not_found", "lease or order unknown here");
+    };
+    let remaining = Duration::from_millis(deadline.saturating_sub(now_ms()));
+    // Open now so a wrong manifest is refused in the answer (and the lease keeps waiting).
+    if let Err(e) = leasemesh_protocol::seal::open(
+        &sealed,
+        &runner.encryption_secret,
+        &order.body.manifest_hash,
+    ) {
+        return api_error(StatusCode::UNPROCESSABLE_ENTITY, "manifest_refused", e);
+    }
+    shared.pending().settle(&lease_id);
+    let order_id = order.id();
+    tokio::spawn(async move {
+        let Some(runner) = &shared.runner else { return };
+        let events = runner.run(lease_id, order_id, &order.body, &sealed, &alloc, remaining).await;
+        for ev in events {
+            if matches!(ev.body.kind, LeaseEventKind::Failed { .. }) {
+                shared.engine().inventory.release_lease(&lease_id);
+            }
+            if let Err(o) = node.submit(Kind::LeaseEvent, ev.encode()).await {
+                tracing::warn!(lease = %lease_id.short(), reason = %o.detail, "lease event refused");
+            }
+        }
+    });
+    (StatusCode::ACCEPTED, Json(json!({ "lease_id": lease_id }))).into_response()
+}
+
+async fn lease_status(State((shared, _)): State<RoleState>, Path(id): Path<String>) -> Response {
+    let Ok(lease_id) = Id::from_hex(&id) else { return bad_id() };
+    let Some(runner) = &shared.runner else {
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, "no_runtime", "Docker is not reachable");
+    };
+    match runner.runtime.status(&lease_id).await {
+        Ok(s) if s.replicas.is_empty() => {
+            api_error(StatusCode::NOT_FOUND, "not_found", "no containers of this lease here")
+        }
+        Ok(s) => Json(s).into_response(),
+        Err(e) => api_error(StatusCode::BAD_GATEWAY, "docker", e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+    tail: Option<u64>,
+}
+
+async fn lease_logs(
+    State((shared, _)): State<RoleState>,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Response {
+    let Ok(lease_id) = Id::from_hex(&id) else { return bad_id() };
+    let Some(runner) = &shared.runner else {
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, "no_runtime", "Docker is not reachable");
+    };
+    match runner.runtime.logs(&lease_id, q.follow, q.tail).await {
+        Ok(stream) => {
+            // One JSON object per line (NDJSON); the body streams as Docker delivers.
+            let body = stream.map(|item| {
+                let line = match item {
+                    Ok(l) => serde_json::to_string(&l).unwrap_or_default(),
+                    Err(e) => json!({ "error": e.to_string() }).to_string(),
+                };
+                Ok::<_, std::convert::Infallible>(Bytes::from(line + "\n"))
+            });
+            ([("content-type", "application/x-ndjson")], Body::from_stream(body)).into_response()
+        }
+        Err(e) => api_error(StatusCode::BAD_GATEWAY, "docker", e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn disabled_role_is_not_built() {
+        let mut reg = Registry::default();
+        let cfg = ProviderConfig::default();
+        assert!(ProviderRole::prepare(&cfg, &Keypair::from_seed_label("p"), &mut reg)
+            .await
+            .unwrap()
+            .is_none());
+    }
+}
