@@ -11,16 +11,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use leasemesh_node::settler::epoch::{self, EpochClock};
 use leasemesh_node::settler::genesis::{Genesis, GenesisBalance, GenesisGrant, SettlementGenesis};
 use leasemesh_protocol::{
     samples, Bid, CloseReason, Coin, Keypair, LeaseEvent, LeaseEventKind, MatchBatch, Order,
-    ProviderInfo, SettlementBatch, Signed,
+    ProviderInfo, PublicKey, SettlementBatch, Signed,
 };
 use leasemesh_settlement::batch::{verify_lease_proof, LeaseProof};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_leasemesh-node");
 const EPOCH_MS: u64 = 1000;
+const LEADER_TIMEOUT_MS: u64 = 1000;
+
+fn silent_settler() -> PublicKey {
+    Keypair::from_seed_label("e2e-silent-settler").public()
+}
+
+/// A bid window of at least 1.2 s whose auction closes in an epoch led by `leader`.
+fn window_led_by(leader: &PublicKey, settlers: &[PublicKey], created_at_ms: u64) -> u64 {
+    (0..40)
+        .map(|i| 1200 + i * EPOCH_MS / 2)
+        .find(|w| epoch::settler_at(settlers, (created_at_ms + w) / EPOCH_MS, 0) == Some(*leader))
+        .unwrap()
+}
 const TENANT_ADDRESS: &str = "tenant-e2e";
 /// Bid prices per hour: 3, 1 (the cheapest) and 2 million uakt.
 const PRICES: [u128; 3] = [3_000_000, 1_000_000, 2_000_000];
@@ -188,8 +202,9 @@ fn every_node_accepts_the_same_batch_and_refuses_a_tampered_one() {
         network: "e2e".into(),
         epoch_ms: EPOCH_MS,
         settle_delay_ms: 300,
-        leader_timeout_ms: 2000,
-        settlers: vec![settler.key.public()],
+        leader_timeout_ms: LEADER_TIMEOUT_MS,
+        // The second settler never runs: epochs it leads fall back to the first after the timeout.
+        settlers: vec![settler.key.public(), silent_settler()],
         settlement: SettlementGenesis::default(),
         balances: vec![GenesisBalance {
             address: TENANT_ADDRESS.into(),
@@ -261,7 +276,8 @@ fn every_node_accepts_the_same_batch_and_refuses_a_tampered_one() {
     let mut order: Order = samples::order();
     order.tenant = tenant.public();
     order.created_at_ms = now_ms();
-    order.bid_window_ms = 1500;
+    order.bid_window_ms =
+        window_led_by(&settler.key.public(), &genesis.settlers, order.created_at_ms);
     order.placement.attributes.clear();
     order.max_price_per_hour = Coin::new("uakt", 10_000_000);
     order.tenant_address = TENANT_ADDRESS.into();
@@ -366,6 +382,20 @@ fn every_node_accepts_the_same_batch_and_refuses_a_tampered_one() {
         assert_eq!(v["batch_id"], views[0]["batch_id"], "{} replaced the batch", n.name);
     }
 
+    // A node that joins after the epoch gets the batch by API: it fetches the order, the bids
+    // and the provider snapshots it lacks by id from its peer, recomputes, and accepts.
+    let mut late = TestNode::init(dir.path(), "node-late", false);
+    late.start(&genesis_path, std::slice::from_ref(&settler.p2p), &[]);
+    wait_for("the late node's mesh", Duration::from_secs(20), &[&late], || {
+        (late.get("/v1/status").ok()?["mesh"]["batches"].as_u64()? >= 1).then_some(())
+    });
+    assert_eq!(late.get(&format!("/v1/batches/{epoch}")).unwrap_err().0, 404);
+    late.post_hex("/v1/batches", &signed).unwrap();
+    let v = late.get(&format!("/v1/batches/{epoch}")).unwrap();
+    assert_eq!(v["outcome_digest"], views[0]["outcome_digest"]);
+    assert!(late.metric("leasemesh_settler_inputs_fetched_total") >= 4, "{}", late.metrics());
+    drop(late);
+
     // The winner reports Running (dated 3 s ago), the tenant closes: the settler accrues,
     // anchors a settlement batch on the embedded ledger, and proves the lease.
     let winner = &providers[1];
@@ -413,4 +443,57 @@ fn every_node_accepts_the_same_batch_and_refuses_a_tampered_one() {
     assert_eq!(left["balances"][0]["amount"], json!((1_000_000_000 - owed).to_string()));
     // Only the settlement settler holds the ledger.
     assert_eq!(a.get(&format!("/v1/leases/{lease_id}/proof")).unwrap_err().0, 404);
+
+    // An epoch led by the silent settler: the first settler takes it after the leader timeout.
+    let mut order2: Order = order.body.clone();
+    order2.nonce += 1;
+    order2.created_at_ms = now_ms();
+    order2.bid_window_ms =
+        window_led_by(&silent_settler(), &genesis.settlers, order2.created_at_ms);
+    let order2 = Signed::sign(order2, &tenant);
+    b.post_hex("/v1/orders", &order2.encode()).unwrap();
+    wait_for("the second order on node C", Duration::from_secs(5), &all, || {
+        c.get(&format!("/v1/orders/{}", order2.id())).ok()
+    });
+    let close2 = order2.body.auction_closes_at_ms();
+    let bid2 = Signed::sign(
+        Bid {
+            version: leasemesh_protocol::v(),
+            order_id: order2.id(),
+            provider: providers[2].public(),
+            price_per_hour: Coin::new(denom.clone(), PRICES[2]),
+            created_at_ms: now_ms(),
+            expires_at_ms: close2 + 60_000,
+        },
+        &providers[2],
+    );
+    c.post_hex("/v1/bids", &bid2.encode()).unwrap();
+    let epoch2 = close2 / EPOCH_MS;
+    let clock = EpochClock {
+        epoch_ms: EPOCH_MS,
+        settle_delay_ms: 300,
+        leader_timeout_ms: LEADER_TIMEOUT_MS,
+    };
+    let views2: Vec<Value> = all
+        .iter()
+        .map(|n| {
+            wait_for("the fallback batch on every node", Duration::from_secs(20), &all, || {
+                n.get(&format!("/v1/batches/{epoch2}")).ok()
+            })
+        })
+        .collect();
+    for v in &views2 {
+        assert_eq!(v["batch_id"], views2[0]["batch_id"]);
+        assert_eq!(v["settler"], json!(settler.key.public()));
+    }
+    let b2 = Signed::<MatchBatch>::decode_verified(
+        &hex::decode(views2[0]["signed_hex"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        b2.body.created_at_ms >= clock.turn_starts_ms(epoch2, 1),
+        "published before the leader's timeout"
+    );
+    assert_eq!(b2.body.awards.len(), 1);
+    assert_eq!(b2.body.awards[0].bid_id, bid2.id());
 }
