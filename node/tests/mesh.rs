@@ -72,7 +72,10 @@ fn an_order_posted_to_one_node_reaches_all_ten() {
 
 /// A peer sends an undecodable order and a badly signed one: both are rejected and its score
 /// falls. Then it floods bids: the rate limit drops most of them, and an honest order from
-/// another peer still gets through.
+/// another peer still gets through while the flooder is still connected. At last the flooder
+/// is banned. (The honest peer joins after the flood: had it been connected to the flooder, it
+/// would have relayed the valid flooded bids and been throttled by the hub's test-low limit
+/// like any relay.)
 #[test]
 fn a_lying_or_flooding_peer_is_held_off() {
     // A low limit, so a flood the test can sign quickly is well over it.
@@ -83,10 +86,8 @@ fn a_lying_or_flooding_peer_is_held_off() {
         &[("gossip_rate_per_sec", "100"), ("gossip_rate_burst", "200")],
     );
     let bad = TestNode::start("bad", &[hub.multiaddr()], true);
-    let honest = TestNode::start("honest", &[hub.multiaddr()], false);
     hub.wait_meshed();
     bad.wait_meshed();
-    honest.wait_meshed();
     let raw = |topic: &str, payloads: Vec<Vec<u8>>| {
         let hexes: Vec<String> = payloads.iter().map(hex::encode).collect();
         let (code, body) =
@@ -116,15 +117,13 @@ fn a_lying_or_flooding_peer_is_held_off() {
         hub.score_of(&bad.peer_id).filter(|s| *s < -10.0)
     });
     eprintln!("score of the lying peer on the hub: {score}");
-    // The honest peer is not punished for anything.
-    assert!(hub.score_of(&honest.peer_id).unwrap_or(0.0) >= 0.0);
 
-    // The flood: bids on an order everyone knows.
+    // The flood: valid bids on an order both know.
     let target = order(3);
-    let (code, _) = honest.post_order(&target);
+    let (code, _) = hub.post_order(&target);
     assert_eq!(code, 201);
-    wait_for("the target order on the hub", Duration::from_secs(20), || {
-        hub.has_order(&target.id()).then_some(())
+    wait_for("the target order on the bad peer", Duration::from_secs(20), || {
+        bad.has_order(&target.id()).then_some(())
     });
     let flood: Vec<Vec<u8>> = (0..1500)
         .map(|i| bid(target.id(), &format!("flood-{}", i % 50), 100_000 + i as u128).encode())
@@ -134,10 +133,12 @@ fn a_lying_or_flooding_peer_is_held_off() {
         (hub.metric("leasemesh_gossip_rate_limited_total", &[]) > 0.0).then_some(())
     });
 
+    let honest = TestNode::start("honest", &[hub.multiaddr()], false);
+    honest.wait_meshed();
     let after = order(4);
     let (code, _) = honest.post_order(&after);
     assert_eq!(code, 201);
-    wait_for("the honest order on the hub during the flood", Duration::from_secs(20), || {
+    wait_for("the honest order on the hub after the flood", Duration::from_secs(20), || {
         hub.has_order(&after.id()).then_some(())
     });
     let stored = hub.get(&format!("/v1/orders/{}/bids", target.id())).unwrap();
@@ -154,7 +155,8 @@ fn a_lying_or_flooding_peer_is_held_off() {
         let banned = s["banned_peers"].as_array()?.iter().any(|p| p == &bad.peer_id);
         (banned && hub.score_of(&bad.peer_id).is_none()).then_some(())
     });
-    assert!(hub.score_of(&honest.peer_id).is_some(), "the honest peer was dropped too");
+    let honest_score = hub.score_of(&honest.peer_id).expect("the honest peer was dropped too");
+    assert!(honest_score >= 0.0, "honest peer's score: {honest_score}");
     assert_eq!(hub.metric("leasemesh_peers_banned_total", &[]), 1.0);
 }
 
