@@ -173,6 +173,9 @@ async fn run_market(node: Node, shared: Arc<Shared>, mut shutdown: watch::Receiv
                     tracing::debug!(order = %order_id.short(), "auction lost: reservation released");
                 }
             }
+            Ok(NodeEvent::Lease { lease_id, state, .. }) if state == "closed" => {
+                on_closed(&shared, lease_id);
+            }
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "provider fell behind the node's events");
@@ -210,6 +213,24 @@ async fn on_order(node: &Node, shared: &Shared, id: Id) {
         }
         Err(e) => tracing::debug!(order = %id.short(), reason = %e, "no bid"),
     }
+}
+
+/// A closed lease (by its tenant or by us): stop and remove its containers, free its capacity.
+fn on_closed(shared: &Arc<Shared>, lease_id: Id) {
+    if shared.engine().inventory.allocation(&lease_id).is_none() {
+        return;
+    }
+    shared.pending().settle(&lease_id);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        if let Some(r) = &shared.runner {
+            if let Err(e) = r.runtime.close(&lease_id).await {
+                tracing::warn!(lease = %lease_id.short(), error = %e, "closing the containers failed");
+            }
+        }
+        shared.engine().inventory.release_lease(&lease_id);
+        tracing::info!(lease = %lease_id.short(), "lease closed: containers removed, capacity freed");
+    });
 }
 
 fn on_award(node: &Node, shared: &Shared, batch_id: Id, order_id: Id, lease_id: Id) {
