@@ -1,7 +1,7 @@
 //! The matching rule: a deterministic greedy pass with capacity-aware packing.
 //!
 //! 1. [`prepare`](crate::prepare) sorts and deduplicates every input list and lists each order's
-//!    bids cheapest first (equal prices in the order of a salted hash of the bid id).
+//!    bids cheapest first (equal prices in the order of BLAKE3 of the bid id keyed with the salt).
 //! 2. Orders are taken scarcest first: fewest eligible bids, then the largest (total CPU of all
 //!    replicas), then the order id mixed with the epoch salt. An order with few options that
 //!    came late would otherwise find its only providers full.

@@ -12,10 +12,10 @@
 //!   of one group may spread over several hosts), its GPUs all of one acceptable model.
 //! - An order wins all of its groups from one provider, or nothing.
 //! - Orders are taken in a fixed order: scarcest first (fewest eligible bids), then larger
-//!   orders, then a salted hash of the order id. Each takes its cheapest eligible bid whose
-//!   provider still has room; equal prices break on a salted hash of the bid id. The salt is the
-//!   digest of the epoch's input ids, so nobody can grind an id to win ties before the epoch
-//!   closes. Arrival order and map iteration order never matter: every list is sorted first.
+//!   orders, then the order id (a hash) mixed with a salt. Each takes its cheapest eligible bid
+//!   whose provider still has room; equal prices break on BLAKE3 of the bid id keyed with the
+//!   salt. The salt is the digest of the epoch's input ids, so nobody can grind an id to win
+//!   ties before the epoch closes. Arrival order and map iteration order never matter: every list is sorted first.
 //! - A provider is never awarded more than the `free` capacity of its snapshot: capacity
 //!   consumed by earlier awards of the epoch is subtracted host by host.
 //! - Clearing price: pay-as-bid (the award's price is the winning bid's price). See

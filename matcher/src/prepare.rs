@@ -692,12 +692,16 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
         cands[*slot as usize] = c;
         *slot += 1;
     }
+    // Equal prices: order by BLAKE3 keyed with the salt over the bid id, computed only where
+    // prices tie, into a reused buffer.
+    let tie_key =
+        |rank: u32| blake3::keyed_hash(salt.as_bytes(), ids.bid_ids[rank as usize].as_bytes());
+    let mut tied: Vec<([u8; 32], Cand)> = Vec::new();
     for (oi, o) in orders.iter_mut().enumerate() {
         let (s, e) = (starts[oi], starts[oi + 1]);
         o.cands = (s, e);
         let slice = &mut cands[s as usize..e as usize];
         slice.sort_unstable_by(|a, b| a.price.cmp(&b.price).then(a.bid.cmp(&b.bid)));
-        // Equal prices: order by a salted hash of the bid id, computed only where needed.
         let mut i = 0;
         while i < slice.len() {
             let mut j = i + 1;
@@ -705,13 +709,12 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
                 j += 1;
             }
             if j - i > 1 {
-                slice[i..j].sort_by_cached_key(|c| {
-                    let bid_id = ids.bid_ids[c.bid as usize];
-                    Hash::domain(
-                        "leasemesh/v1/match-bid-rank",
-                        &[salt.as_bytes(), bid_id.as_bytes()],
-                    )
-                });
+                tied.clear();
+                tied.extend(slice[i..j].iter().map(|c| (*tie_key(c.bid).as_bytes(), *c)));
+                tied.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.bid.cmp(&b.1.bid)));
+                for (dst, (_, c)) in slice[i..j].iter_mut().zip(&tied) {
+                    *dst = *c;
+                }
             }
             i = j;
         }

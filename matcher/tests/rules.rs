@@ -274,10 +274,7 @@ fn equal_prices_break_on_a_hash_not_on_arrival_order() {
         .iter()
         .map(|(id, _)| *id)
         .min_by_key(|id| {
-            Hash::domain(
-                "leasemesh/v1/match-bid-rank",
-                &[first.inputs_digest.as_bytes(), id.as_bytes()],
-            )
+            *blake3::keyed_hash(first.inputs_digest.as_bytes(), id.as_bytes()).as_bytes()
         })
         .unwrap();
     assert_eq!(winner, chosen_by_salt);
