@@ -195,8 +195,8 @@ fn killed_node_keeps_its_store_and_late_joiner_pulls_live_orders() {
     assert_eq!(code, 201);
     wait_for("o3 on b by gossip", Duration::from_secs(20), || b.has_order(&o3.id()).then_some(()));
 
-    // A node that joins now gets every live order by pull sync.
-    let c = TestNode::start("c", &[a.multiaddr()], false);
+    // A node that joins now (over QUIC) gets every live order by pull sync.
+    let c = TestNode::start("c", &[a.quic_multiaddr()], false);
     for o in [&o1, &o2, &o3] {
         wait_for("live orders on the late joiner", Duration::from_secs(30), || {
             c.has_order(&o.id()).then_some(())

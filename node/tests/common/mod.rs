@@ -12,6 +12,12 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_leasemesh-node");
 
+/// A UDP port nobody listens on right now (for QUIC).
+pub fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -42,6 +48,7 @@ pub struct TestNode {
     pub home: tempfile::TempDir,
     pub api: String,
     pub p2p_port: u16,
+    pub quic_port: u16,
     pub peer_id: String,
     child: Option<Child>,
 }
@@ -61,6 +68,7 @@ impl TestNode {
     ) -> TestNode {
         let home = tempfile::tempdir().unwrap();
         let p2p_port = free_port();
+        let quic_port = free_udp_port();
         let api_port = free_port();
         let mut cmd = Command::new(BIN);
         cmd.arg("init")
@@ -68,6 +76,8 @@ impl TestNode {
             .arg(home.path())
             .arg("--p2p-listen")
             .arg(format!("/ip4/127.0.0.1/tcp/{p2p_port}"))
+            .arg("--p2p-listen")
+            .arg(format!("/ip4/127.0.0.1/udp/{quic_port}/quic-v1"))
             .arg("--api-listen")
             .arg(format!("127.0.0.1:{api_port}"));
         for b in bootstrap {
@@ -92,6 +102,7 @@ impl TestNode {
             home,
             api: format!("http://127.0.0.1:{api_port}"),
             p2p_port,
+            quic_port,
             peer_id: info["peer_id"].as_str().unwrap().to_string(),
             child: None,
         };
@@ -140,6 +151,10 @@ impl TestNode {
 
     pub fn multiaddr(&self) -> String {
         format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", self.p2p_port, self.peer_id)
+    }
+
+    pub fn quic_multiaddr(&self) -> String {
+        format!("/ip4/127.0.0.1/udp/{}/quic-v1/p2p/{}", self.quic_port, self.peer_id)
     }
 
     pub fn get(&self, path: &str) -> Result<Value, String> {
