@@ -89,12 +89,18 @@ proptest! {
 
 #[test]
 fn the_checker_catches_an_over_capacity_award() {
-    // Guard against a checker that accepts everything: double one award's replicas.
-    let input = generate(&MarketParams::bench(60, 4, 4), 3);
-    let mut out = match_epoch(&input);
+    // Guard against a checker that accepts everything: shrink the host of an award after
+    // matching, and the same awards must now be refused for capacity.
+    let mut input = generate(&MarketParams::bench(60, 4, 4), 3);
+    let out = match_epoch(&input);
     common::check_outcome(&input, &out).unwrap();
-    let a = out.awards.first_mut().expect("the market has awards");
-    let asg = a.assignments.first_mut().unwrap();
-    asg.replicas += 1000;
-    assert!(common::check_outcome(&input, &out).is_err());
+    let a = out.awards.first().expect("the market has awards");
+    let host = a.assignments[0].host.clone();
+    for (_, p) in input.providers.iter_mut().filter(|(_, p)| p.provider == a.provider) {
+        for h in p.hosts.iter_mut().filter(|h| h.name == host) {
+            h.free.cpu_millis = 0;
+        }
+    }
+    let err = common::check_outcome(&input, &out).unwrap_err();
+    assert!(err.contains("over capacity"), "{err}");
 }
