@@ -54,6 +54,9 @@ enum Cmd {
         #[arg(long)]
         bootstrap: Vec<String>,
     },
+    /// Writes a network genesis file (settlers, epochs, ledger balances) for every node's
+    /// `[settler] genesis`.
+    Genesis(leasemesh_node::settler::genesis::GenesisArgs),
 }
 
 fn init_logs(format: LogFormat, filter: &str) {
@@ -157,6 +160,14 @@ fn main() -> anyhow::Result<()> {
         Cmd::Run { home, log_format, api_listen, bootstrap } => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(run(home, log_format, api_listen, bootstrap))
+        }
+        Cmd::Genesis(args) => {
+            let g = args.write()?;
+            println!(
+                "{}",
+                serde_json::json!({ "path": args.out, "genesis_digest": g.digest(), "settlers": g.settlers })
+            );
+            Ok(())
         }
     }
 }

@@ -213,6 +213,121 @@ impl Genesis {
     }
 }
 
+/// `leasemesh-node genesis`: writes a genesis file every node of a mesh then loads.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenesisArgs {
+    /// Where to write the file (TOML; JSON if the name ends in .json).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// Name of the network.
+    #[arg(long, default_value = "leasemesh-local")]
+    pub network: String,
+    /// A settler's node key in hex (`node_key` of `leasemesh-node init`), in fallback order;
+    /// the first also settles. Repeatable.
+    #[arg(long = "settler", required = true)]
+    pub settlers: Vec<String>,
+    #[arg(long, default_value_t = 1000)]
+    pub epoch_ms: u64,
+    #[arg(long, default_value_t = 300)]
+    pub settle_delay_ms: u64,
+    #[arg(long, default_value_t = 2000)]
+    pub leader_timeout_ms: u64,
+    /// A funded account on the embedded ledger: ADDRESS=AMOUNTDENOM[@KEYHEX] (for example
+    /// tenant-1=1000000000uakt). Repeatable.
+    #[arg(long = "fund")]
+    pub fund: Vec<String>,
+    /// A spend grant to the settlement settler: ADDRESS=LIMITDENOM. Repeatable.
+    #[arg(long = "grant")]
+    pub grant: Vec<String>,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Splits "1000uakt" into (1000, "uakt").
+fn parse_coin(s: &str) -> Result<(u128, String), GenesisError> {
+    let digits = s.chars().take_while(char::is_ascii_digit).count();
+    let (amount, denom) = s.split_at(digits);
+    let amount: u128 = amount
+        .parse()
+        .map_err(|_| GenesisError::Invalid(format!("{s:?}: expected AMOUNTDENOM")))?;
+    if denom.is_empty() {
+        return Err(GenesisError::Invalid(format!("{s:?}: the denom is missing")));
+    }
+    Ok((amount, denom.to_string()))
+}
+
+impl GenesisArgs {
+    /// Builds the genesis from the flags.
+    pub fn genesis(&self) -> Result<Genesis, GenesisError> {
+        let settlers = self
+            .settlers
+            .iter()
+            .map(|h| {
+                PublicKey::from_hex(h.trim())
+                    .map_err(|e| GenesisError::Invalid(format!("settler {h:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut balances = Vec::new();
+        for f in &self.fund {
+            let (address, rest) = f.split_once('=').ok_or_else(|| {
+                GenesisError::Invalid(format!("--fund {f:?}: expected ADDRESS=AMOUNTDENOM"))
+            })?;
+            let (coin, key) = match rest.split_once('@') {
+                Some((c, k)) => (
+                    c,
+                    Some(
+                        PublicKey::from_hex(k)
+                            .map_err(|e| GenesisError::Invalid(format!("--fund {f:?}: {e}")))?,
+                    ),
+                ),
+                None => (rest, None),
+            };
+            let (amount, denom) = parse_coin(coin)?;
+            balances.push(GenesisBalance { address: address.into(), denom, amount, key });
+        }
+        let mut grants = Vec::new();
+        for g in &self.grant {
+            let (tenant, coin) = g.split_once('=').ok_or_else(|| {
+                GenesisError::Invalid(format!("--grant {g:?}: expected ADDRESS=LIMITDENOM"))
+            })?;
+            let (limit, denom) = parse_coin(coin)?;
+            grants.push(GenesisGrant { tenant: tenant.into(), denom, limit });
+        }
+        let g = Genesis {
+            network: self.network.clone(),
+            epoch_ms: self.epoch_ms,
+            settle_delay_ms: self.settle_delay_ms,
+            leader_timeout_ms: self.leader_timeout_ms,
+            settlers,
+            settlement: SettlementGenesis::default(),
+            balances,
+            grants,
+        };
+        g.validate()?;
+        Ok(g)
+    }
+
+    /// Writes the file and returns the genesis.
+    pub fn write(&self) -> Result<Genesis, GenesisError> {
+        let g = self.genesis()?;
+        let shown = self.out.display().to_string();
+        if self.out.exists() && !self.force {
+            return Err(GenesisError::Invalid(format!(
+                "{shown} exists; pass --force to replace it"
+            )));
+        }
+        let text = if self.out.extension().is_some_and(|e| e == "json") {
+            serde_json::to_string_pretty(&g).map_err(|e| GenesisError::Invalid(e.to_string()))?
+        } else {
+            g.to_toml()?
+        };
+        std::fs::write(&self.out, text)
+            .map_err(|source| GenesisError::Read { path: shown, source })?;
+        Ok(g)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +368,33 @@ mod tests {
         let mut other = g.clone();
         other.epoch_ms = 2000;
         assert_ne!(other.digest(), g.digest());
+    }
+
+    #[test]
+    fn the_cli_writes_a_genesis_that_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Keypair::from_seed_label("s1").public();
+        let args = GenesisArgs {
+            out: dir.path().join("g.toml"),
+            network: "n".into(),
+            settlers: vec![key.to_hex()],
+            epoch_ms: 500,
+            settle_delay_ms: 200,
+            leader_timeout_ms: 1000,
+            fund: vec![format!("tenant-1=1000uakt@{}", key.to_hex()), "tenant-2=5inj".into()],
+            grant: vec!["tenant-1=700uakt".into()],
+            force: false,
+        };
+        let g = args.write().unwrap();
+        assert_eq!(Genesis::load(&args.out).unwrap(), g);
+        assert_eq!(g.balances[0].amount, 1000);
+        assert_eq!(g.balances[0].key, Some(key));
+        assert_eq!(g.balances[1].denom, "inj");
+        assert_eq!(g.grants[0].limit, 700);
+        assert!(args.write().is_err(), "no silent overwrite");
+        let mut bad = args.clone();
+        bad.fund = vec!["tenant-1=uakt".into()];
+        assert!(bad.genesis().is_err());
     }
 
     #[test]

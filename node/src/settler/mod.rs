@@ -62,6 +62,13 @@ pub const LEADER_TICK: Duration = Duration::from_millis(50);
 /// Epochs that closed longer ago than this without a batch are not matched any more.
 pub const MAX_BACKFILL_MS: u64 = 10 * 60 * 1000;
 
+/// Provider snapshots and heartbeat times older than this are dropped (the latest snapshot of
+/// each provider is always kept): batch checks need them for minutes, accrual for a settle
+/// interval or two.
+pub const HISTORY_RETENTION_MS: u64 = 6 * 3600 * 1000;
+/// How often that history is pruned.
+pub const HISTORY_GC_INTERVAL: Duration = Duration::from_secs(60);
+
 /// `[settler]` of the node's config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -377,6 +384,7 @@ impl Settler {
             self.shared.clone(),
             shutdown.clone(),
         ))];
+        tasks.push(tokio::spawn(run_history_gc(node.store.clone(), shutdown.clone())));
         if self.leads {
             tasks.push(tokio::spawn(run_leader(
                 node.clone(),
@@ -388,6 +396,65 @@ impl Settler {
             tasks.push(tokio::spawn(run_settlement(node.clone(), self.shared.clone(), shutdown)));
         }
         tasks
+    }
+}
+
+// --- history ---------------------------------------------------------------------------------
+
+/// Drops provider snapshots created before `before_ms` (except each provider's latest) and
+/// heartbeat times before it. Returns how many entries went.
+pub fn prune_history(store: &Store, before_ms: u64) -> Result<usize, crate::store::StoreError> {
+    let history = store.tree("provider_history")?;
+    let by_seq = store.tree("provider_by_seq")?;
+    let beats = store.tree("heartbeat_times")?;
+    let mut removed = 0;
+    let mut prev: Option<(Vec<u8>, sled::IVec)> = None;
+    // Keys are provider ‖ sequence: the last key of each provider is its latest snapshot.
+    for kv in by_seq.iter() {
+        let (k, id) = kv?;
+        if let Some((pk, pid)) = prev.take() {
+            let same_provider = pk.get(..32) == k.get(..32);
+            if same_provider {
+                let old = history
+                    .get(&pid)?
+                    .and_then(|v| Signed::<ProviderInfo>::decode(&v).ok())
+                    .is_none_or(|i| i.body.created_at_ms < before_ms);
+                if old {
+                    history.remove(&pid)?;
+                    by_seq.remove(&pk)?;
+                    removed += 1;
+                }
+            }
+        }
+        prev = Some((k.to_vec(), id));
+    }
+    for kv in beats.iter() {
+        let (k, _) = kv?;
+        let at =
+            k.get(32..40).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
+        if at < before_ms {
+            beats.remove(&k)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+async fn run_history_gc(store: Store, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(HISTORY_GC_INTERVAL);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            _ = tick.tick() => {}
+        }
+        let s = store.clone();
+        let before = now_ms().saturating_sub(HISTORY_RETENTION_MS);
+        match tokio::task::spawn_blocking(move || prune_history(&s, before)).await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "provider history pruned"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "pruning provider history failed"),
+            _ => {}
+        }
     }
 }
 
@@ -625,5 +692,34 @@ pub async fn run_settlement(node: Node, shared: Arc<Shared>, mut shutdown: watch
                 tracing::warn!(error = %e, "settlement round failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leasemesh_protocol::samples;
+
+    #[test]
+    fn pruning_keeps_each_providers_latest_snapshot() {
+        let store = Store::temporary().unwrap();
+        let key = samples::provider_key();
+        let mut ids = Vec::new();
+        for seq in 1..=4u64 {
+            let mut info = samples::provider_info();
+            info.sequence = seq;
+            info.created_at_ms = seq * 1000;
+            let info = Signed::sign(info, &key);
+            ids.push(info.id());
+            store.put_provider_info(&info).unwrap();
+        }
+        assert_eq!(prune_history(&store, 2500).unwrap(), 2);
+        assert!(store.provider_info_by_id(&ids[0]).unwrap().is_none());
+        assert!(store.provider_info_by_id(&ids[1]).unwrap().is_none());
+        assert!(store.provider_info_by_id(&ids[2]).unwrap().is_some());
+        // Even when old, the latest stays: a batch of the next epoch may name it.
+        assert_eq!(prune_history(&store, 99_999).unwrap(), 1);
+        assert!(store.provider_info_by_id(&ids[3]).unwrap().is_some());
+        assert_eq!(store.provider_info_as_of(&key.public(), 99_999).unwrap().unwrap().id(), ids[3]);
     }
 }
