@@ -508,3 +508,79 @@ impl NetworkService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NetworkConfig;
+    use crate::net::behaviour::build_swarm;
+
+    fn message(topic: Topic, data: &[u8]) -> gossipsub::Event {
+        gossipsub::Event::Message {
+            propagation_source: PeerId::random(),
+            message_id: MessageId::from(data.to_vec()),
+            message: gossipsub::Message {
+                source: None,
+                data: data.to_vec(),
+                sequence_number: None,
+                topic: topic.hash(),
+            },
+        }
+    }
+
+    /// A full validation queue, an oversized payload and a rate-limited peer each get a verdict
+    /// (Ignore or Reject), counted by reason, without reaching the workers.
+    #[tokio::test]
+    async fn every_early_path_reports_a_verdict() {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let swarm = build_swarm(key, &NetworkConfig::default()).unwrap();
+        let (gossip, mut gossip_rx) = mpsc::channel(1);
+        let (sync_serve, _serve_rx) = mpsc::channel(1);
+        let (sync_jobs, _jobs_rx) = mpsc::channel(1);
+        let metrics = Arc::new(Metrics::new());
+        let (mut svc, _handle) = NetworkService::new(
+            swarm,
+            &[],
+            &[],
+            1,
+            (1000, 3),
+            ServiceOutputs { gossip, sync_serve, sync_jobs },
+            metrics.clone(),
+        )
+        .unwrap();
+        let orders = Topic::Orders { shard: None };
+
+        svc.on_gossip(message(orders, b"first"));
+        svc.on_gossip(message(orders, b"second: the queue of one is full"));
+        assert_eq!(gossip_rx.try_recv().unwrap().data, b"first");
+        assert!(gossip_rx.try_recv().is_err());
+
+        svc.on_gossip(message(Topic::Heartbeats, &vec![0u8; Topic::Heartbeats.max_size() + 1]));
+
+        // One peer with a burst of 3: the fourth message is rate-limited.
+        let peer = PeerId::random();
+        for i in 0..4u8 {
+            let gossipsub::Event::Message { message_id, message, .. } = message(Topic::Bids, &[i])
+            else {
+                unreachable!()
+            };
+            svc.on_gossip(gossipsub::Event::Message {
+                propagation_source: peer,
+                message_id,
+                message,
+            });
+            let _ = gossip_rx.try_recv();
+        }
+
+        let text = metrics.encode();
+        for want in [
+            r#"leasemesh_gossip_messages_total{topic="orders",verdict="ignore",reason="queue_full"} 1"#,
+            r#"leasemesh_gossip_messages_total{topic="heartbeats",verdict="reject",reason="too_large"} 1"#,
+            r#"leasemesh_gossip_messages_total{topic="bids",verdict="ignore",reason="rate_limited"} 1"#,
+            r#"leasemesh_validation_queue_full_total{topic="orders"} 1"#,
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+        assert!(svc.app_scores.get(&peer).is_some_and(|s| *s < 0.0));
+    }
+}
