@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
-use bollard::query_parameters::{BuildImageOptionsBuilder, ListContainersOptionsBuilder};
+use bollard::query_parameters::ListContainersOptionsBuilder;
 use futures::StreamExt;
 use leasemesh_node::provider::inventory::{Allocation, HostConfig, Inventory};
 use leasemesh_node::provider::lease::{LeaseRunner, PendingLeases};
@@ -25,57 +25,12 @@ use leasemesh_protocol::seal::{self, encryption_secret_from_seed};
 use leasemesh_protocol::{
     samples, CloseReason, Hash, Id, Keypair, LeaseEventKind, Order, Resources, ServiceGroup,
 };
-use tokio::sync::OnceCell;
+mod provider_support;
 
-const IMAGE: &str = "leasemesh-test/busybox-httpd:1";
+use provider_support::{ensure_image, IMAGE};
+
 const CPU_MILLIS: u64 = 250;
 const MEMORY: u64 = 48 << 20;
-
-static IMAGE_BUILT: OnceCell<()> = OnceCell::const_new();
-
-fn context_tar() -> anyhow::Result<Vec<u8>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/busybox-httpd");
-    let busybox = std::fs::read("/bin/busybox").context(
-        "/bin/busybox is missing: install Debian's busybox-static (scripts/install-deps.sh)",
-    )?;
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, data: &[u8], mode: u32| -> anyhow::Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_cksum();
-        tar.append_data(&mut h, path, data)?;
-        Ok(())
-    };
-    add("Dockerfile", &std::fs::read(dir.join("Dockerfile"))?, 0o644)?;
-    add("www/index.html", &std::fs::read(dir.join("www/index.html"))?, 0o644)?;
-    add("busybox", &busybox, 0o755)?;
-    Ok(tar.into_inner()?)
-}
-
-/// Builds the test image once per test binary.
-async fn ensure_image(rt: &DockerRuntime) -> anyhow::Result<()> {
-    IMAGE_BUILT
-        .get_or_try_init(|| async {
-            let opts = BuildImageOptionsBuilder::default()
-                .dockerfile("Dockerfile")
-                .t(IMAGE)
-                .rm(true)
-                .build();
-            let body = bollard::body_full(context_tar()?.into());
-            let mut s = rt.docker().build_image(opts, None, Some(body));
-            while let Some(item) = s.next().await {
-                let info = item.context("image build")?;
-                if let Some(e) = info.error_detail {
-                    bail!("image build failed: {:?}", e.message);
-                }
-            }
-            rt.docker().inspect_image(IMAGE).await.context("the built image is not there")?;
-            Ok(())
-        })
-        .await
-        .map(|_| ())
-}
 
 /// Each test is its own provider (owner label and name prefix), so one test's reconcile never
 /// touches another's containers.

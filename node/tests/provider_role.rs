@@ -9,12 +9,20 @@ use leasemesh_node::config::Config;
 use leasemesh_node::events::NodeEvent;
 use leasemesh_node::ingest::Kind;
 use leasemesh_node::provider::inventory::HostConfig;
+use leasemesh_node::provider::runtime::DockerRuntime;
 use leasemesh_node::provider::ProviderConfig;
-use leasemesh_protocol::{samples, Attribute, Resources, ServiceGroup, Signed};
+use leasemesh_protocol::manifest::{
+    EnvVar, ExposedPort, Manifest, ManifestGroup, PortProto, ServiceManifest,
+};
+use leasemesh_protocol::seal;
+use leasemesh_protocol::{
+    samples, Assignment, Attribute, Award, CloseReason, Hash, LeaseEvent, LeaseEventKind,
+    MatchBatch, Resources, ServiceGroup, Signed,
+};
 
 const GIB: u64 = 1 << 30;
 
-fn config() -> Config {
+fn config(test: &str) -> Config {
     let mut c = Config::default();
     c.network.p2p_listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
     c.api.listen = "127.0.0.1:0".into();
@@ -33,7 +41,7 @@ fn config() -> Config {
         ..ProviderConfig::default()
     };
     c.provider.runtime.host_address = "127.0.0.1".into();
-    c.provider.runtime.name_prefix = format!("lmtest-role-{}", std::process::id());
+    c.provider.runtime.name_prefix = format!("lmtest-{test}-{}", std::process::id());
     c
 }
 
@@ -42,7 +50,7 @@ async fn node_with_provider_role_bids_and_serves_lease_routes() {
     let home = tempfile::tempdir().unwrap();
     leasemesh_node::identity::create(&home.path().join(leasemesh_node::config::IDENTITY_FILE))
         .unwrap();
-    let running = leasemesh_node::start(home.path(), config(), vec![]).await.unwrap();
+    let running = leasemesh_node::start(home.path(), config("role"), vec![]).await.unwrap();
     let node = running.node.clone();
     let me = node.key.public();
     let mut events = node.events.subscribe();
@@ -111,4 +119,226 @@ async fn node_with_provider_role_bids_and_serves_lease_routes() {
     .unwrap();
     assert_eq!(codes, (404, 400, 400));
     running.shutdown().await;
+}
+
+mod provider_support;
+
+fn web_manifest() -> Manifest {
+    Manifest {
+        version: leasemesh_protocol::v(),
+        groups: vec![ManifestGroup {
+            name: "dcloud".into(),
+            services: vec![ServiceManifest {
+                name: "web".into(),
+                image: provider_support::IMAGE.into(),
+                command: vec!["/bin/busybox".into(), "sh".into(), "-c".into()],
+                args: vec![
+                    "echo \"$GREETING\"; exec /bin/busybox httpd -f -v -p 8080 -h /www".into()
+                ],
+                env: vec![EnvVar { name: "GREETING".into(), value: "e2e lease up".into() }],
+                expose: vec![ExposedPort {
+                    port: 8080,
+                    external_port: 8080,
+                    proto: PortProto::Tcp,
+                    global: true,
+                    hosts: vec![],
+                    to_services: vec![],
+                    ip_endpoint: None,
+                }],
+                mounts: vec![],
+                count: 1,
+                gpu_units: 0,
+            }],
+        }],
+    }
+}
+
+fn http(method: &str, url: String, body: Vec<u8>) -> (u16, String) {
+    let r = match method {
+        "POST" => ureq::post(&url).send_bytes(&body),
+        _ => ureq::get(&url).call(),
+    };
+    match r {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// Order → bid → award (a batch) → sealed manifest over the API → containers → Running event →
+/// status and logs over the API → the tenant closes → containers removed.
+#[tokio::test]
+async fn awarded_lease_runs_from_a_sealed_manifest_and_stops_on_close() {
+    let home = tempfile::tempdir().unwrap();
+    leasemesh_node::identity::create(&home.path().join(leasemesh_node::config::IDENTITY_FILE))
+        .unwrap();
+    let cfg = config("e2e");
+    let rt = DockerRuntime::connect(cfg.provider.runtime.clone()).await.unwrap();
+    provider_support::ensure_image(&rt).await.unwrap();
+    let running = leasemesh_node::start(home.path(), cfg, vec![]).await.unwrap();
+    let node = running.node.clone();
+    let me = node.key.public();
+    let api = format!("http://{}", running.api_addr);
+    let mut events = node.events.subscribe();
+
+    let m = web_manifest();
+    let mut order = samples::order();
+    order.created_at_ms = leasemesh_node::now_ms();
+    order.bid_window_ms = 30_000;
+    order.placement.attributes = vec![];
+    order.placement.min_uptime_bps = 0;
+    order.manifest_hash = m.hash();
+    order.groups = vec![ServiceGroup {
+        name: "web".into(),
+        count: 1,
+        resources: Resources {
+            cpu_millis: 500,
+            memory_bytes: 64 << 20,
+            ephemeral_storage_bytes: GIB,
+            persistent_storage: vec![],
+            gpu: None,
+        },
+    }];
+    let order = Signed::sign(order, &samples::tenant_key());
+    let order_id = order.id();
+    node.submit(Kind::Order, order.encode()).await.unwrap();
+    let bid_id = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let NodeEvent::Bid { id, order_id: o, provider, .. } = events.recv().await.unwrap() {
+                if o == order_id && provider == me {
+                    return id;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a bid");
+    let bid = node.store.bid(&bid_id).unwrap().unwrap();
+
+    // The epoch's batch awards the order to this provider.
+    let award = Award {
+        order_id,
+        bid_id,
+        provider: me,
+        price_per_hour: bid.body.price_per_hour.clone(),
+        assignments: vec![Assignment {
+            group: 0,
+            host: "h1".into(),
+            replicas: 1,
+            gpu_model: None,
+            gpus_per_replica: 0,
+        }],
+    };
+    let lease_id = award.lease_id();
+    let batch = MatchBatch {
+        version: leasemesh_protocol::v(),
+        epoch: 1,
+        settler: samples::settler_key().public(),
+        prev_batch: Hash::ZERO,
+        created_at_ms: leasemesh_node::now_ms(),
+        order_ids: vec![order_id],
+        bid_ids: vec![bid_id],
+        provider_info_ids: vec![],
+        awards: vec![award],
+        outcome_digest: Hash::ZERO,
+    };
+    node.submit(Kind::MatchBatch, Signed::sign(batch, &samples::settler_key()).encode())
+        .await
+        .unwrap();
+
+    let result = lease_flow(&node, &mut events, &api, lease_id, order_id, &m).await;
+    rt.close(&lease_id).await.unwrap();
+    running.shutdown().await;
+    result.unwrap();
+}
+
+async fn lease_flow(
+    node: &leasemesh_node::Node,
+    events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+    api: &str,
+    lease_id: leasemesh_protocol::Id,
+    order_id: leasemesh_protocol::Id,
+    m: &Manifest,
+) -> anyhow::Result<()> {
+    use anyhow::{ensure, Context};
+    // The tenant seals the manifest to the key in the provider's info and posts it.
+    let info = node.store.provider_info(&node.key.public())?.context("provider info")?;
+    let sealed = seal::seal(m, &info.body.encryption_key)?.encode();
+    let url = format!("{api}/v1/leases/{}/manifest", lease_id.to_hex());
+    // The award reaches the role through the node's events; until then the lease is unknown.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (u, b) = (url.clone(), sealed.clone());
+        let (code, text) = tokio::task::spawn_blocking(move || http("POST", u, b)).await?;
+        if code == 202 {
+            break;
+        }
+        ensure!(
+            code == 404 && std::time::Instant::now() < deadline,
+            "POST manifest: {code} {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let NodeEvent::Lease { lease_id: l, state, .. } = events.recv().await? {
+                if l == lease_id {
+                    ensure!(
+                        state != "failed",
+                        "the lease failed: {:?}",
+                        node.store.lease_events(&lease_id)
+                    );
+                    if state == "running" {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .context("no Running event")??;
+    let evs = node.store.lease_events(&lease_id)?;
+    let running = evs.iter().find_map(|e| match &e.body.kind {
+        LeaseEventKind::Running { endpoints } => Some(endpoints.clone()),
+        _ => None,
+    });
+    let endpoints = running.context("Running event stored")?;
+    ensure!(endpoints.len() == 1, "{endpoints:?}");
+
+    let lid = lease_id.to_hex();
+    let (a, b, c) = (
+        format!("{api}/v1/leases/{lid}/status"),
+        format!("{api}/v1/leases/{lid}/logs?tail=100"),
+        format!("{}/index.html", endpoints[0]),
+    );
+    let (status, logs, page) = tokio::task::spawn_blocking(move || {
+        (http("GET", a, vec![]), http("GET", b, vec![]), http("GET", c, vec![]))
+    })
+    .await?;
+    ensure!(status.0 == 200 && status.1.contains("\"running\""), "status: {status:?}");
+    ensure!(logs.0 == 200 && logs.1.contains("e2e lease up"), "logs: {logs:?}");
+    ensure!(page.0 == 200 && page.1.contains("leasemesh provider test page"), "page: {page:?}");
+
+    // The tenant closes the lease: the provider removes the containers.
+    let close = LeaseEvent {
+        version: leasemesh_protocol::v(),
+        lease_id,
+        order_id,
+        at_ms: leasemesh_node::now_ms(),
+        kind: LeaseEventKind::Closed { reason: CloseReason::TenantClosed },
+    };
+    node.submit(Kind::LeaseEvent, Signed::sign(close, &samples::tenant_key()).encode())
+        .await
+        .map_err(|o| anyhow::anyhow!("close refused: {}", o.detail))?;
+    let url = format!("{api}/v1/leases/{lid}/status");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let u = url.clone();
+        let (code, _) = tokio::task::spawn_blocking(move || http("GET", u, vec![])).await?;
+        if code == 404 {
+            return Ok(());
+        }
+        ensure!(std::time::Instant::now() < deadline, "containers still there after close");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
