@@ -289,6 +289,8 @@ async fn settlement_on_the_devnet() {
     match client.broadcast(&stale.bytes).await {
         Err(ChainError::Rejected { code: 32, log }) => {
             assert_eq!(parse_sequence_mismatch(&log), Some((account.sequence, 0)), "{log}");
+            assert!(log.starts_with("account sequence mismatch"), "{log}");
+            assert!(!log.contains("codespace") && !log.contains("Location"), "{log}");
         }
         other => panic!("expected a sequence mismatch, got {other:?}"),
     }

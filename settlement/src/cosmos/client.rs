@@ -139,8 +139,14 @@ impl ChainClient {
     fn rpc_error(&self, e: cosmrs::rpc::Error) -> ChainError {
         use cosmrs::rpc::error::ErrorDetail;
         match e.detail() {
-            ErrorDetail::Response(_) => ChainError::Rpc(e.to_string()),
-            _ => ChainError::Unavailable { url: self.cfg.rpc_url.clone(), detail: e.to_string() },
+            // The node's own words: message, data and code.
+            ErrorDetail::Response(sub) => ChainError::Rpc(sub.source.to_string()),
+            _ => {
+                // The error's `Display` appends a backtrace after a blank line.
+                let full = e.to_string();
+                let detail = full.split("\n\n").next().unwrap_or_default().trim().to_string();
+                ChainError::Unavailable { url: self.cfg.rpc_url.clone(), detail }
+            }
         }
     }
 

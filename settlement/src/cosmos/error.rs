@@ -49,7 +49,15 @@ pub fn parse_rejection(text: &str) -> Option<(u32, String)> {
     let digits: String = text[at + 5..].chars().take_while(|c| c.is_ascii_digit()).collect();
     let code = digits.parse::<u32>().ok()?;
     let log = match text.find("log=") {
-        Some(l) => text[l + 4..].trim().trim_end_matches(['"', '}']).trim().to_string(),
+        Some(l) => {
+            let rest = &text[l + 4..];
+            let end = [rest.find("', codespace="), rest.find('\n')]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(rest.len());
+            rest[..end].trim().trim_matches(['\'', '"']).trim().to_string()
+        }
         None => text.to_string(),
     };
     Some((code, log))
@@ -85,6 +93,18 @@ mod tests {
         assert_eq!(code, 32);
         assert!(log.starts_with("account sequence mismatch"));
         assert_eq!(parse_sequence_mismatch(&log), Some((7, 5)));
+    }
+
+    #[test]
+    fn log_stops_before_codespace_and_trace() {
+        let text = "Internal error: code=4, log='signature verification failed; please verify \
+                    account number (0): unauthorized', codespace='sdk' (code: -32603)\n\nLocation:";
+        let (code, log) = parse_rejection(text).unwrap();
+        assert_eq!(code, 4);
+        assert_eq!(
+            log,
+            "signature verification failed; please verify account number (0): unauthorized"
+        );
     }
 
     #[test]
