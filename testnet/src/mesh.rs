@@ -242,7 +242,11 @@ impl Mesh {
                     let peers = c
                         .status()
                         .ok()
-                        .and_then(|s| s.get("connected_peers").and_then(Value::as_u64))
+                        // The node lists its peers (an array), older builds gave a count.
+                        .and_then(|s| {
+                            let p = s.get("connected_peers")?;
+                            p.as_u64().or_else(|| p.as_array().map(|a| a.len() as u64))
+                        })
                         .unwrap_or(0);
                     if peers > 0 {
                         peered += 1;
