@@ -424,26 +424,51 @@ impl Anchor for Cosmos {
             let outcome = self.retry(|| self.client.wait_tx(&tx.hash, left)).await?;
             match outcome {
                 Some(out) => found.push(out),
-                None => return self.unfound(prepared, tx).await,
+                None => {
+                    let verdict = self.unfound(prepared, tx).await?;
+                    let Confirmation::Rejected { code, log } = verdict else {
+                        return Ok(verdict);
+                    };
+                    // Chunks carry consecutive sequences, so a chunk after the lost one may
+                    // still have landed: look at every one before saying what was paid.
+                    let mut landed: Vec<String> =
+                        found.iter().filter(|o| o.code == 0).map(|o| o.hash.clone()).collect();
+                    for later in prepared.txs.iter().filter(|t| t.chunk > tx.chunk) {
+                        let wait = Duration::from_secs(1);
+                        if let Some(o) =
+                            self.retry(|| self.client.wait_tx(&later.hash, wait)).await?
+                        {
+                            if o.code == 0 {
+                                landed.push(o.hash);
+                            }
+                        }
+                    }
+                    return Ok(refusal(landed, code, log));
+                }
             }
         }
         if let Some((k, bad)) = found.iter().enumerate().find(|(_, o)| o.code != 0) {
-            let landed: Vec<usize> =
-                found.iter().enumerate().filter(|(_, o)| o.code == 0).map(|(i, _)| i).collect();
+            let landed: Vec<String> =
+                found.iter().filter(|o| o.code == 0).map(|o| o.hash.clone()).collect();
             tracing::error!(chunk = k, code = bad.code, log = %bad.log, ?landed, "chunk reverted");
-            return Ok(Confirmation::Rejected {
-                code: bad.code,
-                log: format!(
-                    "chunk {k} ({}) reverted: {}; chunks paid: {landed:?}",
-                    bad.hash, bad.log
-                ),
-            });
+            let log = format!("chunk {k} ({}) reverted: {}", bad.hash, bad.log);
+            return Ok(refusal(landed, bad.code, log));
         }
         Ok(Confirmation::Final(AnchorRecord {
             chain_id: self.cfg.chain.chain_id.clone(),
             tx_hashes: found.iter().map(|o| o.hash.clone()).collect(),
             height: found.iter().map(|o| o.height).max().unwrap_or_default(),
         }))
+    }
+}
+
+/// A refused chunk: `Rejected` only if no other chunk of the batch was paid; otherwise the
+/// journal must know which chunks landed, or it would pay them again in the next batch.
+fn refusal(landed: Vec<String>, code: u32, log: String) -> Confirmation {
+    if landed.is_empty() {
+        Confirmation::Rejected { code, log }
+    } else {
+        Confirmation::PartlyApplied { final_txs: landed, code, log }
     }
 }
 
@@ -485,6 +510,22 @@ impl Cosmos {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_after_a_landed_chunk_is_partly_applied_not_rejected() {
+        assert_eq!(
+            refusal(vec![], 5, "insufficient funds".into()),
+            Confirmation::Rejected { code: 5, log: "insufficient funds".into() }
+        );
+        assert_eq!(
+            refusal(vec!["AB".into()], 5, "chunk 1 reverted".into()),
+            Confirmation::PartlyApplied {
+                final_txs: vec!["AB".into()],
+                code: 5,
+                log: "chunk 1 reverted".into()
+            }
+        );
+    }
 
     #[test]
     fn a_fresh_restart_is_a_wait_not_a_refusal() {
