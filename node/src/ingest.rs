@@ -227,21 +227,21 @@ impl Ingest {
     /// Validates and stores objects of one kind; one outcome per input, in order.
     pub fn ingest(&self, kind: Kind, items: &[&[u8]], now_ms: u64) -> Vec<Outcome> {
         match kind {
-            Kind::Order => self.run::<Order>(items, |s, id| self.apply_order(s, id, now_ms)),
+            Kind::Order => self.run::<Order>(items, |s, id, b| self.apply_order(s, id, b, now_ms)),
             Kind::Bid => {
                 // Bids of one batch mostly answer a few orders: look each up once.
                 let orders = RefCell::new(HashMap::new());
-                self.run::<Bid>(items, |s, id| self.apply_bid(s, id, now_ms, &orders))
+                self.run::<Bid>(items, |s, id, b| self.apply_bid(s, id, b, now_ms, &orders))
             }
             Kind::ProviderInfo => {
-                self.run::<ProviderInfo>(items, |s, id| self.apply_provider(s, id))
+                self.run::<ProviderInfo>(items, |s, id, _| self.apply_provider(s, id))
             }
-            Kind::Heartbeat => self.run::<Heartbeat>(items, |s, id| self.apply_heartbeat(s, id)),
+            Kind::Heartbeat => self.run::<Heartbeat>(items, |s, id, _| self.apply_heartbeat(s, id)),
             Kind::MatchBatch => {
-                self.run::<MatchBatch>(items, |s, id| self.apply_batch(s, id, now_ms))
+                self.run::<MatchBatch>(items, |s, id, b| self.apply_batch(s, id, b, now_ms))
             }
             Kind::LeaseEvent => {
-                self.run::<LeaseEvent>(items, |s, id| self.apply_lease_event(s, id))
+                self.run::<LeaseEvent>(items, |s, id, _| self.apply_lease_event(s, id))
             }
         }
     }
@@ -250,10 +250,12 @@ impl Ingest {
     fn run<T: Signable>(
         &self,
         items: &[&[u8]],
-        apply: impl Fn(&Signed<T>, Id) -> Outcome,
+        apply: impl Fn(&Signed<T>, Id, &[u8]) -> Outcome,
     ) -> Vec<Outcome> {
         let mut out: Vec<Option<Outcome>> = vec![None; items.len()];
-        let mut fresh: Vec<(usize, Signed<T>, Id)> = Vec::with_capacity(items.len());
+        // Index into `items` and id of each decoded, not yet known object; `signed` in step.
+        let mut fresh: Vec<(usize, Id)> = Vec::with_capacity(items.len());
+        let mut signed: Vec<Signed<T>> = Vec::with_capacity(items.len());
         for (i, bytes) in items.iter().enumerate() {
             match Signed::<T>::decode(bytes) {
                 Err(e) => out[i] = Some(decode_outcome(&e)),
@@ -264,18 +266,20 @@ impl Ingest {
                             out[i] =
                                 Some(Outcome::new(Reason::Duplicate, Some(id), "already known"))
                         }
-                        Ok(false) => fresh.push((i, s, id)),
+                        Ok(false) => {
+                            fresh.push((i, id));
+                            signed.push(s);
+                        }
                         Err(e) => out[i] = Some(store_outcome(Some(id), &e)),
                     }
                 }
             }
         }
-        let signed: Vec<Signed<T>> = fresh.iter().map(|(_, s, _)| s.clone()).collect();
         let bad: Vec<usize> = match verify_all(&signed) {
             Ok(()) => Vec::new(),
             Err(bad) => bad,
         };
-        for (j, (i, s, id)) in fresh.iter().enumerate() {
+        for (j, ((i, id), s)) in fresh.iter().zip(&signed).enumerate() {
             out[*i] = Some(if bad.binary_search(&j).is_ok() {
                 Outcome::new(
                     Reason::BadSignature,
@@ -283,7 +287,8 @@ impl Ingest {
                     format!("{} signature does not verify", T::NAME),
                 )
             } else {
-                apply(s, *id)
+                // Decoding is canonical: the input bytes are exactly `s.encode()`.
+                apply(s, *id, items[*i])
             });
         }
         out.into_iter()
@@ -301,11 +306,11 @@ impl Ingest {
         }
     }
 
-    fn apply_order(&self, s: &Signed<Order>, id: Id, now_ms: u64) -> Outcome {
+    fn apply_order(&self, s: &Signed<Order>, id: Id, bytes: &[u8], now_ms: u64) -> Outcome {
         if let Err(e) = s.body.check_time(now_ms) {
             return time_outcome(id, &e);
         }
-        match self.store.put_order(&id, &s.encode()) {
+        match self.store.put_order(&id, bytes) {
             Ok(false) => Outcome::new(Reason::Duplicate, Some(id), "already known"),
             Ok(true) => {
                 let closes = s.body.auction_closes_at_ms();
@@ -324,6 +329,7 @@ impl Ingest {
         &self,
         s: &Signed<Bid>,
         id: Id,
+        bytes: &[u8],
         now_ms: u64,
         orders: &RefCell<HashMap<Id, Rc<Signed<Order>>>>,
     ) -> Outcome {
@@ -357,7 +363,7 @@ impl Ingest {
         if s.body.created_at_ms > order.body.auction_closes_at_ms() {
             return Outcome::new(Reason::Expired, Some(id), "bid made after the auction closed");
         }
-        match self.store.put_bid(&id, &s.body.order_id, &s.encode()) {
+        match self.store.put_bid(&id, &s.body.order_id, bytes) {
             Ok(false) => Outcome::new(Reason::Duplicate, Some(id), "already known"),
             Ok(true) => {
                 self.emit(NodeEvent::Bid {
@@ -398,13 +404,13 @@ impl Ingest {
         }
     }
 
-    fn apply_batch(&self, s: &Signed<MatchBatch>, id: Id, now_ms: u64) -> Outcome {
+    fn apply_batch(&self, s: &Signed<MatchBatch>, id: Id, bytes: &[u8], now_ms: u64) -> Outcome {
         if let Some(check) = &self.batch_check {
             if let Err(detail) = check.check(s, &self.store) {
                 return Outcome::new(Reason::BatchMismatch, Some(id), detail);
             }
         }
-        match self.store.put_batch(&id, &s.encode()) {
+        match self.store.put_batch(&id, bytes) {
             Ok(false) => return Outcome::new(Reason::Duplicate, Some(id), "already known"),
             Ok(true) => {}
             Err(e) => return store_outcome(Some(id), &e),
