@@ -317,7 +317,11 @@ fn take_replica(host: &mut FreeHost, r: &Resources) -> Option<(Option<String>, V
 /// Places every replica of every group on the hosts (first fit, hosts in name order, groups in
 /// order). `None` if some replica fits nowhere. `hosts` is not changed.
 pub fn place(order: &Order, hosts: &[FreeHost]) -> Option<Plan> {
-    let mut free: Vec<FreeHost> = hosts.to_vec();
+    place_owned(order, hosts.to_vec())
+}
+
+/// [`place`] on a copy the caller no longer needs (saves cloning it again on the bid path).
+fn place_owned(order: &Order, mut free: Vec<FreeHost>) -> Option<Plan> {
     let mut slots: BTreeMap<(u32, usize, Option<String>), Vec<Vec<String>>> = BTreeMap::new();
     for (gi, group) in order.groups.iter().enumerate() {
         let gi = u32::try_from(gi).ok()?;
@@ -333,7 +337,7 @@ pub fn place(order: &Order, hosts: &[FreeHost]) -> Option<Plan> {
         .into_iter()
         .map(|((group, hi, gpu_model), replica_gpus)| Slot {
             group,
-            host: hosts[hi].name.clone(),
+            host: free[hi].name.clone(),
             replica_gpus,
             gpu_model,
         })
@@ -406,6 +410,11 @@ struct HostState {
 
 impl HostState {
     fn free(&self) -> FreeHost {
+        self.free_with(true)
+    }
+
+    /// What is free; GPUs only when `with_gpus` (an order without GPUs needs no device list).
+    fn free_with(&self, with_gpus: bool) -> FreeHost {
         let sub = |t: u64, s: u64, u: u64| t.saturating_sub(s).saturating_sub(u);
         FreeHost {
             name: self.name.clone(),
@@ -429,13 +438,16 @@ impl HostState {
                     (s.class.clone(), s.bytes.saturating_sub(used))
                 })
                 .collect(),
-            gpus: self
-                .total
-                .gpus
-                .iter()
-                .filter(|g| !self.used.gpus.contains(&g.id))
-                .cloned()
-                .collect(),
+            gpus: if with_gpus {
+                self.total
+                    .gpus
+                    .iter()
+                    .filter(|g| !self.used.gpus.contains(&g.id))
+                    .cloned()
+                    .collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 }
@@ -572,7 +584,8 @@ impl Inventory {
 
     /// Where the order would go now, without taking anything.
     pub fn plan(&self, order: &Order) -> Option<Plan> {
-        place(order, &self.free_hosts())
+        let with_gpus = order.groups.iter().any(|g| g.resources.gpu.is_some());
+        place_owned(order, self.hosts.iter().map(|h| h.free_with(with_gpus)).collect())
     }
 
     /// Holds a plan's resources for an open bid until `expires_at_ms`.
