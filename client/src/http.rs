@@ -150,6 +150,12 @@ impl NodeClient {
         resp.into_json::<Value>().map_err(|e| bad(url, e))
     }
 
+    /// GET an absolute URL as text (NDJSON log streams, for example).
+    pub fn get_text_url(&self, url: &str) -> Result<String> {
+        let resp = answer(url, self.agent.get(url).call())?;
+        resp.into_string().map_err(|e| bad(url, e))
+    }
+
     /// GET a path of this node and parse JSON.
     pub fn get_json(&self, path: &str) -> Result<Value> {
         self.get_json_url(&self.url(path))

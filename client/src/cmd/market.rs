@@ -179,21 +179,20 @@ pub fn lease(ctx: &Ctx, cmd: LeaseCmd) -> CmdResult {
             let id = parse_id("lease", &lease)?;
             let d = ctx.client.lease(&id)?;
             let api = provider_api(ctx, &d.lease)?;
-            let v = ctx.client.get_json_url(&format!("{api}/v1/leases/{id}/logs?tail={tail}"))?;
-            ctx.emit(&v, || {
-                let lines = v.get("lines").and_then(Value::as_array).cloned().unwrap_or_default();
+            // The provider streams one JSON object per line; without follow the stream ends.
+            let text =
+                ctx.client.get_text_url(&format!("{api}/v1/leases/{id}/logs?tail={tail}"))?;
+            let lines: Vec<Value> = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            ctx.emit(&json!({ "lease_id": id, "lines": lines }), || {
                 let mut s = String::new();
-                for l in lines {
+                for l in &lines {
                     let svc = l.get("service").and_then(Value::as_str).unwrap_or("");
-                    let text = l
-                        .get("line")
-                        .or_else(|| l.get("text"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
+                    let text = l.get("line").and_then(Value::as_str).unwrap_or("");
                     let _ = writeln!(s, "[{svc}] {text}");
-                }
-                if s.is_empty() {
-                    s = v.to_string();
                 }
                 s
             });
