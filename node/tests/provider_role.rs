@@ -41,6 +41,8 @@ fn config(test: &str) -> Config {
         ..ProviderConfig::default()
     };
     c.provider.runtime.host_address = "127.0.0.1".into();
+    // busybox as PID 1 ignores SIGTERM: do not wait the default 10 s for it at close.
+    c.provider.runtime.stop_timeout_s = 0;
     c.provider.runtime.name_prefix = format!("lmtest-{test}-{}", std::process::id());
     c
 }
