@@ -40,7 +40,11 @@ fn bench(c: &mut Criterion) {
     c.bench_function("encode_bid", |b| b.iter(|| signed.encode()));
     c.bench_function("decode_bid", |b| b.iter(|| Signed::<Bid>::decode(&bid_bytes)));
     c.bench_function("decode_verify_bid", |b| {
-        b.iter_batched(|| bid_bytes.clone(), |v| Signed::<Bid>::decode_verified(&v), BatchSize::SmallInput)
+        b.iter_batched(
+            || bid_bytes.clone(),
+            |v| Signed::<Bid>::decode_verified(&v),
+            BatchSize::SmallInput,
+        )
     });
 }
 

@@ -8,8 +8,8 @@
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::crypto::{signing_message, verify_batch, Hash, Id, Keypair, PublicKey, Signature};
 use crate::crypto::SignatureError;
+use crate::crypto::{signing_message, verify_batch, Hash, Id, Keypair, PublicKey, Signature};
 use crate::validate::ValidationError;
 
 /// The one wire version this code speaks. A body with another version is refused, never guessed.
@@ -75,7 +75,9 @@ pub enum DecodeError {
     TrailingBytes { what: &'static str, extra: usize },
     #[error("{what} is not in canonical form (a value spelled with extra bytes)")]
     NonCanonical { what: &'static str },
-    #[error("{what} has version {got}; this node speaks version {supported}: upgrade the older side")]
+    #[error(
+        "{what} has version {got}; this node speaks version {supported}: upgrade the older side"
+    )]
     UnknownVersion { what: &'static str, got: u8, supported: u8 },
     #[error("invalid {what}: {source}")]
     Invalid {
@@ -191,12 +193,8 @@ pub fn verify_all<T: Signable>(items: &[Signed<T>]) -> Result<(), Vec<usize>> {
     if verify_batch(&refs, &sigs, &keys).is_ok() {
         return Ok(());
     }
-    let bad: Vec<usize> = items
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.verify().is_err())
-        .map(|(i, _)| i)
-        .collect();
+    let bad: Vec<usize> =
+        items.iter().enumerate().filter(|(_, s)| s.verify().is_err()).map(|(i, _)| i).collect();
     if bad.is_empty() {
         // Batch and single verification disagree only for edge-case keys; be conservative.
         return Err((0..items.len()).collect());

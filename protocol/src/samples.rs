@@ -163,7 +163,10 @@ pub fn provider_info() -> ProviderInfo {
         cpu_millis: 64_000,
         memory_bytes: 512 * GIB,
         ephemeral_storage_bytes: 2_000 * GIB,
-        persistent_storage: vec![StorageClassCapacity { class: "beta3".into(), bytes: 4_000 * GIB }],
+        persistent_storage: vec![StorageClassCapacity {
+            class: "beta3".into(),
+            bytes: 4_000 * GIB,
+        }],
         gpus: vec![gpu("0"), gpu("1")],
     };
     let mut free = total.clone();

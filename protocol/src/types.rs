@@ -234,7 +234,9 @@ impl Order {
     pub fn gpus(&self) -> u64 {
         self.groups
             .iter()
-            .map(|g| u64::from(g.count) * u64::from(g.resources.gpu.as_ref().map_or(0, |x| x.units)))
+            .map(|g| {
+                u64::from(g.count) * u64::from(g.resources.gpu.as_ref().map_or(0, |x| x.units))
+            })
             .sum()
     }
 
@@ -757,10 +759,16 @@ pub enum LeaseEventKind {
     /// The provider opened the manifest and its hash matches the order.
     ManifestAccepted,
     /// Every replica runs; endpoints are URIs the tenant can reach.
-    Running { endpoints: Vec<String> },
+    Running {
+        endpoints: Vec<String>,
+    },
     /// The lease could not start or broke; the tenant pays nothing from this point.
-    Failed { reason: String },
-    Closed { reason: CloseReason },
+    Failed {
+        reason: String,
+    },
+    Closed {
+        reason: CloseReason,
+    },
 }
 
 /// A signed event in a lease's life, by its provider or its tenant.

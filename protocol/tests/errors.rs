@@ -39,7 +39,10 @@ fn truncated_input_is_malformed() {
 fn oversize_input_is_refused_before_decoding() {
     let bytes = vec![0u8; MAX_BID_SIZE + 1];
     let err = Signed::<Bid>::decode(&bytes).unwrap_err();
-    assert_eq!(err, DecodeError::TooLarge { what: "bid", size: MAX_BID_SIZE + 1, max: MAX_BID_SIZE });
+    assert_eq!(
+        err,
+        DecodeError::TooLarge { what: "bid", size: MAX_BID_SIZE + 1, max: MAX_BID_SIZE }
+    );
     assert!(err.to_string().contains("over the limit of 1024 bytes"));
 }
 
