@@ -111,6 +111,11 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
         })
         .sum()
     };
+    // The settlement settler knows its backend address (a chain account on Cosmos).
+    let settlement_address = match &s.settlement {
+        Some(m) => Some(m.lock().await.address()),
+        None => s.genesis.settlement_settler().map(settler_address),
+    };
     Json(json!({
         "network": s.genesis.network,
         "genesis_digest": s.genesis.digest(),
@@ -126,7 +131,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
         "batches_accepted": s.metrics.batches_accepted.get(),
         "batches_rejected": rejected,
         "settles": s.settlement.is_some(),
-        "settlement_address": s.genesis.settlement_settler().map(settler_address),
+        "settlement_address": settlement_address,
     }))
 }
 
@@ -158,7 +163,7 @@ async fn lease_proof(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Re
 
 async fn balances(State(s): State<Arc<Shared>>, Path(address): Path<String>) -> Response {
     let Some(settlement) = &s.settlement else { return not_settler() };
-    let b = settlement.lock().await.balances(&address);
+    let b = settlement.lock().await.balances(&address).await;
     match b {
         Ok(b) => Json(json!({ "address": address, "balances": b })).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),

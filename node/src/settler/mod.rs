@@ -84,6 +84,9 @@ pub struct SettlerConfig {
     pub settle_on_close: bool,
     /// The settlement database (journal and embedded ledger), relative to the home directory.
     pub ledger_path: String,
+    /// With the Cosmos backend: the settler's secp256k1 account secret (64 hex characters, a
+    /// file only its owner may read), relative to the home directory.
+    pub cosmos_key: String,
 }
 
 impl Default for SettlerConfig {
@@ -94,6 +97,7 @@ impl Default for SettlerConfig {
             settle_interval_ms: 10_000,
             settle_on_close: false,
             ledger_path: "settlement".into(),
+            cosmos_key: "cosmos.key".into(),
         }
     }
 }
@@ -175,8 +179,74 @@ pub enum SettlerError {
     Store(#[from] crate::store::StoreError),
     #[error("settlement: {0}")]
     Settlement(#[from] settle::SettleError),
-    #[error("the genesis asks for the {0:?} settlement backend, which this node does not support yet; use backend = \"local\"")]
+    #[error("the genesis asks for the {0:?} settlement backend, which this build does not have (build with the `cosmos` feature)")]
     Backend(Backend),
+    #[error("Cosmos backend: {0}")]
+    Cosmos(String),
+}
+
+/// `[settlement.cosmos]` of the genesis.
+#[cfg(feature = "cosmos")]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CosmosGenesis {
+    /// CometBFT RPC of a node of the chain.
+    rpc_url: String,
+    chain_id: String,
+    #[serde(default = "inj")]
+    account_prefix: String,
+    #[serde(default = "inj")]
+    fee_denom: String,
+    /// Price of a unit of gas in the fee denom (a string or an integer).
+    #[serde(default)]
+    gas_price: Option<toml::Value>,
+}
+
+#[cfg(feature = "cosmos")]
+fn inj() -> String {
+    "inj".into()
+}
+
+/// The Cosmos backend from the genesis' chain parameters and the settler's chain key.
+#[cfg(feature = "cosmos")]
+fn cosmos_backend(
+    home: &Path,
+    config: &SettlerConfig,
+    genesis: &Genesis,
+) -> Result<leasemesh_settlement::cosmos::Cosmos, SettlerError> {
+    use leasemesh_settlement::cosmos::{ChainConfig, Cosmos, CosmosConfig, SigningKey};
+    let table = genesis.settlement.cosmos.clone().unwrap_or_default();
+    let g: CosmosGenesis = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e| SettlerError::Cosmos(format!("[settlement.cosmos]: {e}")))?;
+    let mut chain = ChainConfig::injective(g.rpc_url, g.chain_id);
+    chain.account_prefix = g.account_prefix;
+    chain.fee_denom = g.fee_denom;
+    if let Some(p) = g.gas_price {
+        chain.gas_price = match p {
+            toml::Value::Integer(i) => u128::try_from(i).ok(),
+            toml::Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| SettlerError::Cosmos("gas_price must be a non-negative integer".into()))?;
+    }
+    let key_path = resolve(home, &config.cosmos_key);
+    let hex_key = std::fs::read_to_string(&key_path).map_err(|e| {
+        SettlerError::Cosmos(format!("cannot read the chain key {}: {e}", key_path.display()))
+    })?;
+    let bytes = hex::decode(hex_key.trim()).map_err(|e| {
+        SettlerError::Cosmos(format!("the chain key {} is not hex: {e}", key_path.display()))
+    })?;
+    let key = SigningKey::from_slice(&bytes).map_err(|e| {
+        SettlerError::Cosmos(format!(
+            "the chain key {} is not a secp256k1 secret: {e}",
+            key_path.display()
+        ))
+    })?;
+    let backend = Cosmos::new(CosmosConfig::new(chain), key)
+        .map_err(|e| SettlerError::Cosmos(e.to_string()))?;
+    tracing::info!(address = backend.address(), "settling on a Cosmos chain");
+    Ok(backend)
 }
 
 /// Missing inputs to fetch, and where to say how many arrived.
@@ -339,11 +409,26 @@ impl Settler {
         let leads = config.enabled && genesis.settlers.contains(&me);
         let settles = leads && genesis.settlement_settler() == Some(&me);
         let settlement = if settles {
+            let path = resolve(home, &config.ledger_path);
+            #[cfg(feature = "cosmos")]
+            let chain = match genesis.settlement.backend {
+                Backend::Local => None,
+                Backend::Cosmos => Some(cosmos_backend(home, config, &genesis)?),
+            };
+            #[cfg(not(feature = "cosmos"))]
             if genesis.settlement.backend != Backend::Local {
                 return Err(SettlerError::Backend(genesis.settlement.backend));
             }
-            let path = resolve(home, &config.ledger_path);
-            Some(Mutex::new(Settlement::open(&path, key.clone(), genesis.clone()).await?))
+            Some(Mutex::new(
+                Settlement::open(
+                    &path,
+                    key.clone(),
+                    genesis.clone(),
+                    #[cfg(feature = "cosmos")]
+                    chain,
+                )
+                .await?,
+            ))
         } else {
             None
         };
@@ -681,7 +766,7 @@ pub async fn run_settlement(node: Node, shared: Arc<Shared>, mut shutdown: watch
             },
             _ = tick.tick() => {}
         }
-        let s = settlement.lock().await;
+        let mut s = settlement.lock().await;
         match s.settle_once(&node.store, now_ms()).await {
             Ok(Some(_)) => {
                 shared.metrics.settlements_anchored.inc();
@@ -699,6 +784,40 @@ pub async fn run_settlement(node: Node, shared: Arc<Shared>, mut shutdown: watch
 mod tests {
     use super::*;
     use leasemesh_protocol::samples;
+
+    #[cfg(feature = "cosmos")]
+    #[test]
+    fn the_cosmos_backend_comes_from_the_genesis_and_the_chain_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = toml::Table::new();
+        table.insert("rpc_url".into(), "http://127.0.0.1:26657".into());
+        table.insert("chain_id".into(), "leasemesh-devnet-1".into());
+        table.insert("gas_price".into(), "160000000".into());
+        let genesis = Genesis {
+            network: "c".into(),
+            epoch_ms: 1000,
+            settle_delay_ms: 300,
+            leader_timeout_ms: 2000,
+            settlers: vec![samples::settler_key().public()],
+            settlement: genesis::SettlementGenesis {
+                backend: Backend::Cosmos,
+                cosmos: Some(table),
+            },
+            balances: vec![],
+            grants: vec![],
+        };
+        let cfg = SettlerConfig::default();
+        let err = cosmos_backend(dir.path(), &cfg, &genesis).unwrap_err();
+        assert!(err.to_string().contains("cannot read the chain key"), "{err}");
+        std::fs::write(dir.path().join("cosmos.key"), "zz").unwrap();
+        assert!(cosmos_backend(dir.path(), &cfg, &genesis).is_err());
+        std::fs::write(dir.path().join("cosmos.key"), hex::encode([7u8; 32])).unwrap();
+        let backend = cosmos_backend(dir.path(), &cfg, &genesis).unwrap();
+        assert!(backend.address().starts_with("inj1"), "{}", backend.address());
+        let mut bad = genesis.clone();
+        bad.settlement.cosmos.as_mut().unwrap().insert("rpc".into(), "x".into());
+        assert!(cosmos_backend(dir.path(), &cfg, &bad).is_err(), "unknown keys are refused");
+    }
 
     #[test]
     fn pruning_keeps_each_providers_latest_snapshot() {

@@ -51,6 +51,8 @@ pub enum SettleError {
     Corrupt(String),
     #[error("spend grant refused: {0}")]
     Grant(String),
+    #[error("chain: {0}")]
+    Chain(String),
 }
 
 /// A tenant's signed spend grant to the settlement settler on the embedded ledger
@@ -111,11 +113,23 @@ pub struct Round {
     pub anchor: AnchorRecord,
 }
 
+/// Where batches are anchored.
+#[derive(Debug)]
+pub enum Backend {
+    /// The embedded ledger (the default).
+    Local(LocalLedger),
+    /// A Cosmos SDK chain: payments move by authz from the tenants' own grants on the chain.
+    #[cfg(feature = "cosmos")]
+    Cosmos(Box<leasemesh_settlement::cosmos::Cosmos>),
+}
+
 /// The settlement settler's state: journal, ledger and cursors in one sled database.
 #[derive(Debug)]
 pub struct Settlement {
     journal: Journal,
+    /// The embedded ledger (unused, and empty, with the Cosmos backend).
     ledger: LocalLedger,
+    backend: Backend,
     cursors: sled::Tree,
     pending: sled::Tree,
     meta: sled::Tree,
@@ -130,17 +144,28 @@ pub fn settler_address(key: &PublicKey) -> String {
 
 impl Settlement {
     /// Opens the database at `path`, applies the genesis balances and grants once, and finishes
-    /// a batch a crash left in flight.
+    /// a batch a crash left in flight. `chain`: anchor on this Cosmos backend instead of the
+    /// embedded ledger.
     pub async fn open(
         path: &Path,
         key: Keypair,
         genesis: Genesis,
+        #[cfg(feature = "cosmos")] chain: Option<leasemesh_settlement::cosmos::Cosmos>,
     ) -> Result<Settlement, SettleError> {
         let db = sled::open(path)?;
         let address = settler_address(&key.public());
-        let s = Settlement {
+        let ledger = LocalLedger::with_db(&db, address.clone())?;
+        #[cfg(feature = "cosmos")]
+        let backend = match chain {
+            Some(c) => Backend::Cosmos(Box::new(c)),
+            None => Backend::Local(ledger.clone()),
+        };
+        #[cfg(not(feature = "cosmos"))]
+        let backend = Backend::Local(ledger.clone());
+        let mut s = Settlement {
             journal: Journal::with_db(&db)?,
-            ledger: LocalLedger::with_db(&db, address.clone())?,
+            ledger,
+            backend,
             cursors: db.open_tree("settler/cursors")?,
             pending: db.open_tree("settler/pending_cursors")?,
             meta: db.open_tree("settler/meta")?,
@@ -148,7 +173,8 @@ impl Settlement {
             genesis,
         };
         let digest = s.genesis.digest();
-        if s.meta.get(GENESIS_APPLIED)?.as_deref() != Some(digest.as_bytes().as_slice()) {
+        let local = matches!(s.backend, Backend::Local(_));
+        if local && s.meta.get(GENESIS_APPLIED)?.as_deref() != Some(digest.as_bytes().as_slice()) {
             if s.meta.get(GENESIS_APPLIED)?.is_some() {
                 tracing::warn!(
                     "the genesis changed since the ledger was created; balances are not re-applied"
@@ -168,14 +194,33 @@ impl Settlement {
                 db.flush_async().await?;
             }
         }
-        let mut ledger = s.ledger.clone();
-        s.journal.resume(&mut ledger).await?;
+        s.resume().await?;
         s.apply_pending()?;
         Ok(s)
     }
 
+    /// Finishes a batch left in flight.
+    async fn resume(&mut self) -> Result<(), JournalError> {
+        match &mut self.backend {
+            Backend::Local(l) => self.journal.resume(l).await.map(|_| ()),
+            #[cfg(feature = "cosmos")]
+            Backend::Cosmos(c) => self.journal.resume(c.as_mut()).await.map(|_| ()),
+        }
+    }
+
+    /// True on the embedded ledger (balances and grants live here).
+    pub fn is_local(&self) -> bool {
+        matches!(self.backend, Backend::Local(_))
+    }
+
+    /// The settler's address on the backend: its key in hex on the embedded ledger, its chain
+    /// account on Cosmos (the grantee of the tenants' spend grants).
     pub fn address(&self) -> String {
-        settler_address(&self.key.public())
+        match &self.backend {
+            Backend::Local(_) => settler_address(&self.key.public()),
+            #[cfg(feature = "cosmos")]
+            Backend::Cosmos(c) => c.address().to_string(),
+        }
     }
 
     /// Moves cursors of anchored batches from pending to current; drops those of rejected ones.
@@ -237,12 +282,11 @@ impl Settlement {
     /// Builds, signs and anchors one batch of everything owed as of `now_ms`; `None` when
     /// nothing changed. Blocking sled calls inside are short.
     pub async fn settle_once(
-        &self,
+        &mut self,
         store: &Store,
         now_ms: u64,
     ) -> Result<Option<Round>, SettleError> {
-        let mut ledger = self.ledger.clone();
-        self.journal.resume(&mut ledger).await?;
+        self.resume().await?;
         self.apply_pending()?;
         let accruals = self.plan(store, now_ms)?;
         if accruals.is_empty() {
@@ -259,7 +303,11 @@ impl Settlement {
         let cursors: Vec<(Id, AccrualCursor)> =
             accruals.iter().map(|a| (a.terms.lease_id, a.cursor)).collect();
         self.pending.insert(sequence.to_be_bytes(), to_canonical(&cursors))?;
-        let result = self.journal.settle(&mut ledger, batch).await;
+        let result = match &mut self.backend {
+            Backend::Local(l) => self.journal.settle(l, batch).await,
+            #[cfg(feature = "cosmos")]
+            Backend::Cosmos(c) => self.journal.settle(c.as_mut(), batch).await,
+        };
         self.apply_pending()?;
         let anchor = result?;
         tracing::info!(sequence, batch = %batch_id.short(), leases = accruals.len(), records, height = anchor.height, "settlement batch anchored");
@@ -282,8 +330,32 @@ impl Settlement {
         Ok(out)
     }
 
-    pub fn balances(&self, address: &str) -> Result<Vec<Coin>, SettleError> {
-        Ok(self.ledger.balances(address)?)
+    /// Balances of an address on the backend (on Cosmos: in the genesis' denoms and the fee
+    /// denom).
+    pub async fn balances(&self, address: &str) -> Result<Vec<Coin>, SettleError> {
+        match &self.backend {
+            Backend::Local(l) => Ok(l.balances(address)?),
+            #[cfg(feature = "cosmos")]
+            Backend::Cosmos(c) => {
+                let mut denoms: Vec<String> =
+                    self.genesis.balances.iter().map(|b| b.denom.clone()).collect();
+                denoms.push(c.client().config().fee_denom.clone());
+                denoms.sort();
+                denoms.dedup();
+                let mut out = Vec::new();
+                for d in denoms {
+                    let amount = c
+                        .client()
+                        .balance(address, &d)
+                        .await
+                        .map_err(|e| SettleError::Chain(e.to_string()))?;
+                    if amount > 0 {
+                        out.push(Coin::new(d, amount));
+                    }
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// The remaining grant of `tenant` to this settler in `denom`.
@@ -293,6 +365,13 @@ impl Settlement {
 
     /// Applies a signed spend grant after checking who signed it.
     pub fn apply_grant(&self, g: &Signed<SpendGrant>) -> Result<(), SettleError> {
+        if !self.is_local() {
+            return Err(SettleError::Grant(
+                "this mesh settles on a Cosmos chain: grant the settler a SendAuthorization on \
+                 the chain"
+                    .into(),
+            ));
+        }
         let b = &g.body;
         if b.settler_address != self.address() {
             return Err(SettleError::Grant(format!(
@@ -376,6 +455,18 @@ mod tests {
         }
     }
 
+    async fn open(path: &Path, g: Genesis) -> Settlement {
+        Settlement::open(
+            path,
+            samples::settler_key(),
+            g,
+            #[cfg(feature = "cosmos")]
+            None,
+        )
+        .await
+        .unwrap()
+    }
+
     fn ev(key: &Keypair, kind: LeaseEventKind, at: u64) -> Vec<u8> {
         let a = samples::award();
         Signed::sign(
@@ -438,12 +529,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tenant_address = order.body.tenant_address.clone();
         let g = genesis(&tenant_address, &price.denom);
-        let s = Settlement::open(&dir.path().join("s"), samples::settler_key(), g.clone())
-            .await
-            .unwrap();
+        let mut s = open(&dir.path().join("s"), g.clone()).await;
         // No grant yet: the ledger refuses, nothing is paid, the cursor does not move.
         assert!(s.settle_once(&store, t0 + 10_000).await.is_err());
-        assert_eq!(s.balances(&info.body.chain_address).unwrap(), vec![]);
+        assert_eq!(s.balances(&info.body.chain_address).await.unwrap(), vec![]);
 
         let grant = Signed::sign(
             SpendGrant {
@@ -463,7 +552,7 @@ mod tests {
         // A rejected batch is never retried as is: the next round is a new batch.
         let round = s.settle_once(&store, t0 + 10_001).await.unwrap().unwrap();
         let want = price.amount * 3 / 3600; // 3.6 s run, whole seconds only
-        let paid = s.balances(&info.body.chain_address).unwrap();
+        let paid = s.balances(&info.body.chain_address).await.unwrap();
         assert_eq!(
             paid,
             if want == 0 { vec![] } else { vec![Coin::new(price.denom.clone(), want)] }
@@ -480,8 +569,8 @@ mod tests {
         // Closed: nothing more to settle, and a reopen does not pay twice.
         assert!(s.settle_once(&store, t0 + 20_000).await.unwrap().is_none());
         drop(s);
-        let s = Settlement::open(&dir.path().join("s"), samples::settler_key(), g).await.unwrap();
+        let mut s = open(&dir.path().join("s"), g).await;
         assert!(s.settle_once(&store, t0 + 30_000).await.unwrap().is_none());
-        assert_eq!(s.balances(&info.body.chain_address).unwrap(), paid);
+        assert_eq!(s.balances(&info.body.chain_address).await.unwrap(), paid);
     }
 }
