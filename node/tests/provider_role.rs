@@ -29,7 +29,8 @@ fn config(test: &str) -> Config {
     c.provider = ProviderConfig {
         enabled: true,
         attributes: [("region".to_string(), "eu-west".to_string())].into(),
-        heartbeat_interval_ms: 200,
+        // Long: an info showing a new reservation must come from the change, not the timer.
+        heartbeat_interval_ms: 60_000,
         hosts: vec![HostConfig {
             name: "h1".into(),
             cpu_millis: 8_000,

@@ -55,6 +55,8 @@ struct Shared {
     /// in the log) but cannot run leases.
     runner: Option<LeaseRunner>,
     metrics: ProviderMetrics,
+    /// Free capacity changed (a reservation, an award, a release): publish a fresh info soon.
+    changed: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -112,6 +114,7 @@ impl ProviderRole {
                 cfg: cfg.clone(),
                 engine: Mutex::new(engine),
                 pending: Mutex::new(PendingLeases::default()),
+                changed: tokio::sync::Notify::new(),
                 runner,
                 metrics,
             }),
@@ -170,6 +173,7 @@ async fn run_market(node: Node, shared: Arc<Shared>, mut shutdown: watch::Receiv
                 if provider == node.key.public() {
                     on_award(&node, &shared, batch_id, order_id, lease_id);
                 } else if shared.engine().inventory.release_reservation(&order_id) {
+                    shared.changed.notify_one();
                     tracing::debug!(order = %order_id.short(), "auction lost: reservation released");
                 }
             }
@@ -210,6 +214,7 @@ async fn on_order(node: &Node, shared: &Shared, id: Id) {
                 tracing::warn!(order = %id.short(), reason = %o.detail, "own bid refused");
                 shared.engine().inventory.release_reservation(&id);
             }
+            shared.changed.notify_one();
         }
         Err(e) => tracing::debug!(order = %id.short(), reason = %e, "no bid"),
     }
@@ -229,6 +234,7 @@ fn on_closed(shared: &Arc<Shared>, lease_id: Id) {
             }
         }
         shared.engine().inventory.release_lease(&lease_id);
+        shared.changed.notify_one();
         tracing::info!(lease = %lease_id.short(), "lease closed: containers removed, capacity freed");
     });
 }
@@ -246,6 +252,7 @@ fn on_award(node: &Node, shared: &Shared, batch_id: Id, order_id: Id, lease_id: 
     };
     match shared.engine().inventory.allocate(lease_id, order_id, &order.body, &award.assignments) {
         Ok(_) => {
+            shared.changed.notify_one();
             let deadline = now_ms().saturating_add(shared.cfg.manifest_deadline_ms);
             shared.pending().add(lease_id, order_id, deadline);
             tracing::info!(lease = %lease_id.short(), "lease awarded: waiting for the manifest");
@@ -254,6 +261,11 @@ fn on_award(node: &Node, shared: &Shared, batch_id: Id, order_id: Id, lease_id: 
     }
 }
 
+/// Changes are published at most this often: a burst of bids makes one info, not one each.
+const MIN_INFO_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Publishes the provider info on every capacity change (rate-limited) and as a heartbeat every
+/// `heartbeat_interval_ms`; expires reservations and fails leases past their deadline.
 async fn run_heartbeat(node: Node, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let period = Duration::from_millis(shared.cfg.heartbeat_interval_ms.max(100));
     let mut tick = tokio::time::interval(period);
@@ -262,6 +274,7 @@ async fn run_heartbeat(node: Node, shared: Arc<Shared>, mut shutdown: watch::Rec
             biased;
             _ = shutdown.changed() => break,
             _ = tick.tick() => {}
+            _ = shared.changed.notified() => {}
         }
         let now = now_ms();
         // The sequence is the clock: it grows across restarts without a counter on disk.
@@ -285,6 +298,11 @@ async fn run_heartbeat(node: Node, shared: Arc<Shared>, mut shutdown: watch::Rec
             );
             shared.metrics.leases_failed.inc();
             let _ = node.submit(Kind::LeaseEvent, ev.encode()).await;
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            _ = tokio::time::sleep(MIN_INFO_INTERVAL) => {}
         }
     }
 }
