@@ -1,5 +1,7 @@
 //! Every way bad input is refused: a typed error whose message tells the user what is wrong.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use leasemesh_protocol::codec::to_canonical;
 use leasemesh_protocol::types::{MAX_BID_SIZE, MAX_BID_WINDOW_MS, MAX_CLOCK_SKEW_MS};
 use leasemesh_protocol::{

@@ -3,6 +3,9 @@
 //! is intended, regenerate with `LEASEMESH_UPDATE_GOLDEN=1 cargo test -p leasemesh-protocol
 //! --test golden` and say why in the commit.
 
+// Test helpers outside #[test] functions unwrap too: a failure here is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 
 use leasemesh_protocol::{samples, Signable, Signed};
