@@ -172,10 +172,31 @@ fn http(method: &str, url: String, body: Vec<u8>) -> (u16, String) {
 /// status and logs over the API → the tenant closes → containers removed.
 #[tokio::test]
 async fn awarded_lease_runs_from_a_sealed_manifest_and_stops_on_close() {
+    awarded_lease("e2e", 3_600_000, Close::ByTenant).await;
+}
+
+/// The same lease with a short term and no close from the tenant: the provider closes it
+/// itself when the term runs out (TermEnded), and the containers go.
+#[tokio::test]
+async fn lease_closes_itself_when_its_term_ends() {
+    awarded_lease("term", 6_000, Close::ByTermEnd).await;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Close {
+    ByTenant,
+    ByTermEnd,
+}
+
+async fn awarded_lease(test: &str, lease_term_ms: u64, close: Close) {
     let home = tempfile::tempdir().unwrap();
     leasemesh_node::identity::create(&home.path().join(leasemesh_node::config::IDENTITY_FILE))
         .unwrap();
-    let cfg = config("e2e");
+    let mut cfg = config(test);
+    if close == Close::ByTermEnd {
+        // Terms are checked on the heartbeat tick.
+        cfg.provider.heartbeat_interval_ms = 500;
+    }
     let rt = DockerRuntime::connect(cfg.provider.runtime.clone()).await.unwrap();
     provider_support::ensure_image(&rt).await.unwrap();
     let running = leasemesh_node::start(home.path(), cfg, vec![]).await.unwrap();
@@ -188,6 +209,7 @@ async fn awarded_lease_runs_from_a_sealed_manifest_and_stops_on_close() {
     let mut order = samples::order();
     order.created_at_ms = leasemesh_node::now_ms();
     order.bid_window_ms = 30_000;
+    order.lease_term_ms = lease_term_ms;
     order.placement.attributes = vec![];
     order.placement.min_uptime_bps = 0;
     order.manifest_hash = m.hash();
@@ -249,7 +271,7 @@ async fn awarded_lease_runs_from_a_sealed_manifest_and_stops_on_close() {
         .await
         .unwrap();
 
-    let result = lease_flow(&node, &mut events, &api, lease_id, order_id, &m).await;
+    let result = lease_flow(&node, &mut events, &api, lease_id, order_id, &m, close).await;
     rt.close(&lease_id).await.unwrap();
     running.shutdown().await;
     result.unwrap();
@@ -262,6 +284,7 @@ async fn lease_flow(
     lease_id: leasemesh_protocol::Id,
     order_id: leasemesh_protocol::Id,
     m: &Manifest,
+    close: Close,
 ) -> anyhow::Result<()> {
     use anyhow::{ensure, Context};
     // The tenant seals the manifest to the key in the provider's info and posts it.
@@ -322,26 +345,40 @@ async fn lease_flow(
     ensure!(logs.0 == 200 && logs.1.contains("e2e lease up"), "logs: {logs:?}");
     ensure!(page.0 == 200 && page.1.contains("leasemesh provider test page"), "page: {page:?}");
 
-    // The tenant closes the lease: the provider removes the containers.
-    let close = LeaseEvent {
-        version: leasemesh_protocol::v(),
-        lease_id,
-        order_id,
-        at_ms: leasemesh_node::now_ms(),
-        kind: LeaseEventKind::Closed { reason: CloseReason::TenantClosed },
-    };
-    node.submit(Kind::LeaseEvent, Signed::sign(close, &samples::tenant_key()).encode())
-        .await
-        .map_err(|o| anyhow::anyhow!("close refused: {}", o.detail))?;
+    if close == Close::ByTenant {
+        // The tenant closes the lease: the provider removes the containers.
+        let close = LeaseEvent {
+            version: leasemesh_protocol::v(),
+            lease_id,
+            order_id,
+            at_ms: leasemesh_node::now_ms(),
+            kind: LeaseEventKind::Closed { reason: CloseReason::TenantClosed },
+        };
+        node.submit(Kind::LeaseEvent, Signed::sign(close, &samples::tenant_key()).encode())
+            .await
+            .map_err(|o| anyhow::anyhow!("close refused: {}", o.detail))?;
+    }
     let url = format!("{api}/v1/leases/{lid}/status");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let u = url.clone();
         let (code, _) = tokio::task::spawn_blocking(move || http("GET", u, vec![])).await?;
         if code == 404 {
-            return Ok(());
+            break;
         }
         ensure!(std::time::Instant::now() < deadline, "containers still there after close");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Who closed it, and why, is on record as a signed event.
+    let (signer, reason) = match close {
+        Close::ByTenant => (samples::tenant_key().public(), CloseReason::TenantClosed),
+        Close::ByTermEnd => (node.key.public(), CloseReason::TermEnded),
+    };
+    let closed = node
+        .store
+        .lease_events(&lease_id)?
+        .into_iter()
+        .any(|e| e.signer == signer && e.body.kind == LeaseEventKind::Closed { reason });
+    ensure!(closed, "no Closed({reason:?}) event signed by the expected party");
+    Ok(())
 }

@@ -90,6 +90,11 @@ pub fn failure(reason: &str) -> LeaseEventKind {
     LeaseEventKind::Failed { reason }
 }
 
+/// True once a lease that started running at `running_at_ms` has used its whole term.
+pub fn term_ended(running_at_ms: u64, lease_term_ms: u64, now_ms: u64) -> bool {
+    now_ms >= running_at_ms.saturating_add(lease_term_ms)
+}
+
 /// Milliseconds since the Unix epoch by the local clock.
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
@@ -196,6 +201,14 @@ mod tests {
         assert!(p.settle(&b), "b acknowledged in time");
         assert!(p.overdue(10_000).is_empty());
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn term_ends_exactly_after_the_lease_term() {
+        assert!(!term_ended(1_000, 5_000, 5_999));
+        assert!(term_ended(1_000, 5_000, 6_000));
+        assert!(term_ended(u64::MAX - 1, 5_000, u64::MAX), "no overflow at the end of time");
+        assert!(!term_ended(u64::MAX - 10, 5_000, u64::MAX - 1));
     }
 
     #[test]

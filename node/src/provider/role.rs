@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
 use leasemesh_protocol::seal::{encryption_secret_from_seed, SealedManifest};
-use leasemesh_protocol::{Id, Keypair, LeaseEventKind};
+use leasemesh_protocol::{CloseReason, Id, Keypair, LeaseEventKind};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::json;
@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use super::bid::{BidEngine, NoBid};
 use super::inventory::{InventoryError, NvmlProbe};
-use super::lease::{failure, lease_event, LeaseRunner, PendingLeases};
+use super::lease::{failure, lease_event, term_ended, LeaseRunner, PendingLeases};
 use super::runtime::DockerRuntime;
 use super::{ProviderConfig, ProviderMetrics};
 use crate::events::NodeEvent;
@@ -261,6 +261,26 @@ fn on_award(node: &Node, shared: &Shared, batch_id: Id, order_id: Id, lease_id: 
     }
 }
 
+/// This provider's running leases whose term has run out, with their order ids. The term runs
+/// from the provider's own Running event.
+fn ended_terms(node: &Node, now: u64) -> Vec<(Id, Id)> {
+    let me = node.key.public();
+    let leases = node.store.leases().unwrap_or_default();
+    leases
+        .into_iter()
+        .filter(|l| l.provider == me && l.state == "running")
+        .filter_map(|l| {
+            let order = node.store.order(&l.order_id).ok().flatten()?;
+            let events = node.store.lease_events(&l.lease_id).ok()?;
+            let running_at = events.iter().filter(|e| e.signer == me).find_map(|e| {
+                matches!(e.body.kind, LeaseEventKind::Running { .. }).then_some(e.body.at_ms)
+            })?;
+            term_ended(running_at, order.body.lease_term_ms, now)
+                .then_some((l.lease_id, l.order_id))
+        })
+        .collect()
+}
+
 /// Changes are published at most this often: a burst of bids makes one info, not one each.
 const MIN_INFO_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -298,6 +318,18 @@ async fn run_heartbeat(node: Node, shared: Arc<Shared>, mut shutdown: watch::Rec
             );
             shared.metrics.leases_failed.inc();
             let _ = node.submit(Kind::LeaseEvent, ev.encode()).await;
+        }
+        // Leases whose term ran out: closing them stops accrual at the settler and, through
+        // the node's Lease event, removes the containers and frees the capacity.
+        for (lease_id, order_id) in ended_terms(&node, now) {
+            let closed = LeaseEventKind::Closed { reason: CloseReason::TermEnded };
+            let ev = lease_event(&node.key, lease_id, order_id, closed, now);
+            match node.submit(Kind::LeaseEvent, ev.encode()).await {
+                Ok(_) => tracing::info!(lease = %lease_id.short(), "lease term ended: closing"),
+                Err(o) => {
+                    tracing::warn!(lease = %lease_id.short(), reason = %o.detail, "term close refused")
+                }
+            }
         }
         tokio::select! {
             biased;
