@@ -3,6 +3,8 @@
 //! publishes its info with per-host free capacity (the reservation taken out), and the lease
 //! routes are served by the node's HTTP API.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
 use leasemesh_node::config::Config;
