@@ -1,48 +1,16 @@
 //! The tenant's side of settlement: the spend grant for the settler, and checking a lease's
 //! proof against a signed, anchored settlement batch.
 
-use leasemesh_protocol::types::amount_serde;
-use leasemesh_protocol::{
-    Coin, Id, Keypair, PublicKey, SettlementBatch, Signable, Signed, ValidationError,
-};
-use serde::{Deserialize, Serialize};
+use leasemesh_protocol::{Coin, Id, Keypair, SettlementBatch, Signed};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{ClientError, Result};
 use crate::http::NodeClient;
 use crate::proof::{check, LeaseProof, Verification};
 
-/// A tenant's signed permission for the settlement settler to move up to `limit` of `denom` from
-/// `tenant_address` (the embedded ledger's spend grant). Same fields, order and domain tag as the
-/// settler's type, so the bytes and the signature match.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SpendGrant {
-    pub version: u8,
-    pub tenant_address: String,
-    pub settler_address: String,
-    pub denom: String,
-    #[serde(with = "amount_serde")]
-    pub limit: u128,
-    pub created_at_ms: u64,
-}
-
-impl Signable for SpendGrant {
-    const DOMAIN: &'static str = "leasemesh/v1/spend-grant";
-    const MAX_SIZE: usize = 1024;
-    const NAME: &'static str = "spend grant";
-
-    fn version(&self) -> u8 {
-        self.version
-    }
-
-    fn author(&self) -> Option<&PublicKey> {
-        None
-    }
-
-    fn validate(&self) -> std::result::Result<(), ValidationError> {
-        Ok(())
-    }
-}
+/// The signed spend grant the settler's ledger accepts (a protocol type).
+pub use leasemesh_protocol::SpendGrant;
 
 /// The settlement settler's ledger address, from the node's settler status.
 pub fn settlement_address(client: &NodeClient) -> Result<String> {

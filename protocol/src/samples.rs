@@ -292,3 +292,14 @@ pub fn settlement_batch() -> SettlementBatch {
         records,
     }
 }
+
+pub fn spend_grant() -> SpendGrant {
+    SpendGrant {
+        version: v(),
+        tenant_address: tenant_key().public().to_hex(),
+        settler_address: settler_key().public().to_hex(),
+        denom: "uakt".into(),
+        limit: 50_000_000,
+        created_at_ms: SAMPLE_TIME_MS,
+    }
+}

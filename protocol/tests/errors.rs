@@ -233,3 +233,18 @@ fn manifest_hash_covers_every_field() {
     bytes.push(1);
     assert!(leasemesh_protocol::Manifest::decode(&bytes).is_err());
 }
+
+#[test]
+fn spend_grant_with_a_bad_denom_or_address_is_refused() {
+    let mut g = samples::spend_grant();
+    g.denom = "x".into();
+    let bytes = Signed::sign(g, &samples::tenant_key()).encode();
+    let err = Signed::<leasemesh_protocol::SpendGrant>::decode(&bytes).unwrap_err();
+    assert!(err.to_string().contains("denom"), "{err}");
+
+    let mut g = samples::spend_grant();
+    g.tenant_address = String::new();
+    let bytes = Signed::sign(g, &samples::tenant_key()).encode();
+    let err = Signed::<leasemesh_protocol::SpendGrant>::decode(&bytes).unwrap_err();
+    assert!(err.to_string().contains("tenant_address must not be empty"), "{err}");
+}

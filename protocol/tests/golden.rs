@@ -71,6 +71,11 @@ fn settlement_batch() {
 }
 
 #[test]
+fn spend_grant() {
+    check("spend_grant", Signed::sign(samples::spend_grant(), &samples::tenant_key()));
+}
+
+#[test]
 fn manifest_hash_and_lease_id() {
     let path = golden_dir().join("derived.txt");
     let got = format!(

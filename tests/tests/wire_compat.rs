@@ -1,7 +1,7 @@
-//! The light client mirrors two settler formats instead of linking the node: the signed spend
-//! grant and the lease proof. These checks pin that the mirrors stay byte- and JSON-compatible:
-//! a grant the client signs is the grant the settler decodes, with the same id; a proof the
-//! settlement crate builds verifies with the client's own checker, and tampering fails both.
+//! The light client does not link the node or the settlement crate. The spend grant is a
+//! protocol type both sides share; the lease proof is mirrored in the client. These checks pin
+//! that a grant the client signs is the grant the settler decodes, with the same id, and that a
+//! proof the settlement crate builds verifies with the client's own checker (tampering fails).
 
 use leasemesh_client::proof::{self, Verification};
 use leasemesh_client::settle::SpendGrant as ClientGrant;

@@ -13,10 +13,9 @@
 use std::path::Path;
 
 use leasemesh_protocol::codec::to_canonical;
-use leasemesh_protocol::types::amount_serde;
 use leasemesh_protocol::{
     Anchor as AnchorRecord, Coin, Hash, Id, Keypair, LeaseEvent, LeaseEventKind, PublicKey,
-    SettlementBatch, Signable, Signed, ValidationError,
+    SettlementBatch, Signed,
 };
 use leasemesh_settlement::accrual::{
     accrue, AccrualCursor, LeaseAccrual, LeaseTerms, LeaseTimeline,
@@ -24,7 +23,7 @@ use leasemesh_settlement::accrual::{
 use leasemesh_settlement::batch::{build_batch, BatchHeader, LeaseProof};
 use leasemesh_settlement::journal::{Journal, JournalError};
 use leasemesh_settlement::ledger::LocalLedger;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::genesis::Genesis;
 use crate::store::{LeaseRecord, Store, StoreError};
@@ -55,42 +54,11 @@ pub enum SettleError {
     Chain(String),
 }
 
-/// A tenant's signed spend grant to the settlement settler on the embedded ledger
-/// (`POST /v1/ledger/grants`, body `{"signed_hex": "<hex of Signed<SpendGrant>>"}`).
-///
-/// The signer must control `tenant_address`: the address is the signer's key in hex, or a
-/// genesis balance names the signer's key for it. Signed like every protocol object, under the
-/// domain tag `leasemesh/v1/spend-grant`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SpendGrant {
-    pub version: u8,
-    pub tenant_address: String,
-    /// The settlement settler's ledger address (its key in hex).
-    pub settler_address: String,
-    pub denom: String,
-    /// Most the settler may move from the tenant in this denom; 0 revokes.
-    #[serde(with = "amount_serde")]
-    pub limit: u128,
-    pub created_at_ms: u64,
-}
-
-impl Signable for SpendGrant {
-    const DOMAIN: &'static str = "leasemesh/v1/spend-grant";
-    const MAX_SIZE: usize = 1024;
-    const NAME: &'static str = "spend grant";
-
-    fn version(&self) -> u8 {
-        self.version
-    }
-
-    fn author(&self) -> Option<&PublicKey> {
-        None
-    }
-
-    fn validate(&self) -> Result<(), ValidationError> {
-        Ok(())
-    }
-}
+/// The signed spend grant (`POST /v1/ledger/grants`, body `{"signed_hex": "<hex of
+/// Signed<SpendGrant>>"}`): a protocol type, so the light client signs the same bytes. The
+/// signer must control `tenant_address`: the address is the signer's key in hex, or a genesis
+/// balance names the signer's key for it.
+pub use leasemesh_protocol::SpendGrant;
 
 /// One lease's proof in one anchored batch, as the API serves it.
 #[derive(Debug, Clone, Serialize)]
