@@ -12,6 +12,49 @@ use crate::proof::{check, LeaseProof, Verification};
 /// The signed spend grant the settler's ledger accepts (a protocol type).
 pub use leasemesh_protocol::SpendGrant;
 
+/// Checks the anchor itself rather than the node's word for it. On the embedded ledger
+/// (`chain_id` "local") each anchoring entry is fetched by its hash: its bytes must hash to that
+/// hash and carry the batch's id and Merkle root. A chain anchor is taken as reported: checking
+/// it needs the chain's RPC, which the light client does not link.
+fn check_anchor(
+    client: &NodeClient,
+    batch: &Signed<SettlementBatch>,
+    anchor: &leasemesh_protocol::Anchor,
+    problems: &mut Vec<String>,
+) -> bool {
+    if anchor.chain_id != "local" {
+        return true;
+    }
+    let id = batch.id();
+    let root = batch.body.merkle_root;
+    let mut ok = true;
+    for hash in &anchor.tx_hashes {
+        let url = format!("{}/v1/ledger/entries/{hash}", client.base());
+        let bytes = client
+            .get_json_url(&url)
+            .ok()
+            .and_then(|v| v.get("bytes_hex").and_then(Value::as_str).map(str::to_owned))
+            .and_then(|h| hex::decode(h).ok());
+        let Some(bytes) = bytes else {
+            problems.push(format!("ledger entry {hash} could not be fetched"));
+            ok = false;
+            continue;
+        };
+        if blake3::hash(&bytes).to_hex().as_str() != hash.to_ascii_lowercase() {
+            problems.push(format!("ledger entry {hash}: its bytes hash to something else"));
+            ok = false;
+        } else if !contains(&bytes, id.as_bytes()) || !contains(&bytes, root.as_bytes()) {
+            problems.push(format!("ledger entry {hash} does not carry this batch and its root"));
+            ok = false;
+        }
+    }
+    ok
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// The settlement settler's ledger address, from the node's settler status.
 pub fn settlement_address(client: &NodeClient) -> Result<String> {
     let v = client.settler_status()?;
@@ -79,7 +122,7 @@ pub fn verify_lease(client: &NodeClient, lease_id: &Id) -> Result<Verification> 
         check(&e.lease_proof, Some(&batch), &mut v);
         match &e.anchor {
             Some(a) if !a.tx_hashes.is_empty() => {
-                v.anchor_ok = true;
+                v.anchor_ok = check_anchor(client, &batch, a, &mut v.problems);
                 v.anchor = Some(a.clone());
             }
             _ => v.problems.push(format!("batch #{} is not anchored", batch.body.sequence)),

@@ -237,6 +237,12 @@ fn two_tenants_three_providers_cheapest_feasible_wins_and_settles() -> anyhow::R
         // The proofs verify, with the client's checks and the settlement crate's.
         let v = settle::verify_lease(&settler, &l.lease_id)?;
         assert!(v.verified(), "client verification: {v:?}");
+        // The anchor was checked against the ledger's own entry, not taken on the node's word:
+        // an entry the ledger does not hold is not served.
+        let anchor = v.anchor.clone().ok_or_else(|| anyhow!("no anchor"))?;
+        assert_eq!(anchor.chain_id, "local");
+        let bogus = format!("{}/v1/ledger/entries/{}", settler.base(), "00".repeat(32));
+        assert!(settler.get_json_url(&bogus).is_err(), "an unknown ledger entry is not served");
         for p in &proofs {
             let proof: leasemesh_settlement::batch::LeaseProof =
                 serde_json::from_value(p.get("lease_proof").cloned().unwrap_or(Value::Null))?;

@@ -7,6 +7,8 @@
 //!   batch_id, signed_batch_hex, lease_proof, anchor}]}`; 404 until a batch with the lease is
 //!   anchored.
 //! - `GET /v1/ledger/balances/{address}` (settlement settler): `{address, balances: [coin]}`.
+//! - `GET /v1/ledger/entries/{hash}` (settlement settler, embedded ledger): the anchored entry
+//!   an anchor's tx hash names, `{hash, height, prev_hash, bytes_hex}`.
 //! - `POST /v1/ledger/grants` (settlement settler): `{"signed_hex": hex of Signed<SpendGrant>}`
 //!   → 201 `{tenant_address, denom, limit}`.
 //! - `GET /v1/ledger/grants/{tenant}/{denom}`: the grant left, `{limit: "..." | null}`.
@@ -37,6 +39,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/settler/status", get(status))
         .route("/v1/leases/{id}/proof", get(lease_proof))
         .route("/v1/ledger/balances/{address}", get(balances))
+        .route("/v1/ledger/entries/{hash}", get(ledger_entry))
         .route("/v1/ledger/grants", post(post_grant))
         .route("/v1/ledger/grants/{tenant}/{denom}", get(get_grant))
         .with_state(shared)
@@ -166,6 +169,28 @@ async fn balances(State(s): State<Arc<Shared>>, Path(address): Path<String>) -> 
     let b = settlement.lock().await.balances(&address).await;
     match b {
         Ok(b) => Json(json!({ "address": address, "balances": b })).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+    }
+}
+
+/// `GET /v1/ledger/entries/{hash}`: the embedded ledger's anchored entry for an anchor's tx
+/// hash, as the exact bytes that were applied (`bytes_hex`), its height and the hash before it.
+async fn ledger_entry(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> Response {
+    let Some(settlement) = &s.settlement else { return not_settler() };
+    let hash = hash.to_ascii_lowercase();
+    if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+        return error(StatusCode::BAD_REQUEST, "bad_hash", "an entry hash is 64 hex characters");
+    }
+    let entry = settlement.lock().await.ledger_entry(&hash);
+    match entry {
+        Ok(Some(e)) => Json(json!({
+            "hash": hash,
+            "height": e.height,
+            "prev_hash": e.prev_hash,
+            "bytes_hex": hex::encode(&e.bytes),
+        }))
+        .into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no ledger entry with that hash"),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
     }
 }

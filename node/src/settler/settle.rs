@@ -300,6 +300,19 @@ impl Settlement {
 
     /// Balances of an address on the backend (on Cosmos: in the genesis' denoms and the fee
     /// denom).
+    /// An anchored entry of the embedded ledger by its hash (the anchor's tx hash), so anyone
+    /// can check that the bytes hash to it and carry the batch's root.
+    pub fn ledger_entry(
+        &self,
+        hash: &str,
+    ) -> Result<Option<leasemesh_settlement::ledger::AnchoredEntry>, SettleError> {
+        match &self.backend {
+            Backend::Local(l) => Ok(l.entry(hash)?),
+            #[cfg(feature = "cosmos")]
+            Backend::Cosmos(_) => Ok(None),
+        }
+    }
+
     pub async fn balances(&self, address: &str) -> Result<Vec<Coin>, SettleError> {
         match &self.backend {
             Backend::Local(l) => Ok(l.balances(address)?),
