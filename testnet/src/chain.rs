@@ -219,3 +219,61 @@ pub async fn settle_bench(
         block_time_ms: block_time.as_millis() as u64,
     })
 }
+
+/// A devnet for a mesh that settles on it: account 0 is the settler, then the tenants, then the
+/// providers; every tenant has granted the settler a `SendAuthorization` of `grant` inj.
+#[derive(Debug)]
+pub struct MeshChain {
+    pub devnet: Devnet,
+    pub settler: DevAccount,
+    pub tenants: Vec<DevAccount>,
+    pub providers: Vec<DevAccount>,
+    pub client: ChainClient,
+}
+
+impl MeshChain {
+    /// Starts the devnet, funds the accounts, and lets every tenant grant the settler.
+    pub async fn start(
+        tenants: usize,
+        providers: usize,
+        grant: u128,
+    ) -> Result<MeshChain, ChainRunError> {
+        let devnet = Devnet::start(DevnetConfig {
+            accounts: 1 + tenants + providers,
+            ..DevnetConfig::default()
+        })
+        .await?;
+        let settler = devnet.accounts[0].clone();
+        let tenant_accounts = devnet.accounts[1..=tenants].to_vec();
+        let provider_accounts = devnet.accounts[1 + tenants..].to_vec();
+        let client = ChainClient::new(chain_config(&devnet))?;
+        grant_all(&client, &tenant_accounts, &settler.address, grant).await?;
+        Ok(MeshChain {
+            devnet,
+            settler,
+            tenants: tenant_accounts,
+            providers: provider_accounts,
+            client,
+        })
+    }
+
+    /// What the mesh's genesis and settler need to settle here.
+    pub fn spec(&self) -> crate::mesh::ChainSpec {
+        crate::mesh::ChainSpec {
+            rpc_url: self.devnet.rpc_url.clone(),
+            chain_id: self.devnet.chain_id.clone(),
+            settler_secret_hex: self.settler.secret_hex.clone(),
+        }
+    }
+
+    /// `address`'s balance in the chain's denom.
+    pub async fn balance(&self, address: &str) -> Result<u128, ChainRunError> {
+        Ok(self.client.balance(address, DENOM).await?)
+    }
+
+    /// What `tenant` still lets the settler spend (0 when the grant is gone).
+    pub async fn grant_left(&self, tenant: &str) -> Result<u128, ChainRunError> {
+        let left = self.client.send_grant(tenant, &self.settler.address).await?;
+        Ok(left.unwrap_or_default().into_iter().filter(|(d, _)| d == DENOM).map(|(_, a)| a).sum())
+    }
+}

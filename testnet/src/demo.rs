@@ -25,6 +25,7 @@ use leasemesh_protocol::{Coin, Id, Keypair, SettlementRecord};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::chain::MeshChain;
 use crate::mesh::{Funded, Mesh, MeshSpec, ProviderSpec};
 
 /// The demo's image, built locally from `testdata/busybox-web` and the host's static busybox.
@@ -155,6 +156,8 @@ pub struct DemoOptions {
     pub bid_window_ms: u64,
     /// How long the lease runs (accrues) before it is closed.
     pub run_for: Duration,
+    /// Where the lease is settled.
+    pub chain: DemoChain,
 }
 
 impl Default for DemoOptions {
@@ -164,6 +167,7 @@ impl Default for DemoOptions {
             keep: false,
             bid_window_ms: 1_000,
             run_for: Duration::from_secs(2),
+            chain: DemoChain::Local,
         }
     }
 }
@@ -196,21 +200,42 @@ pub struct DemoArgs {
 
 impl DemoArgs {
     pub fn into_options(self) -> anyhow::Result<DemoOptions> {
-        if self.chain == DemoChain::Injective {
-            bail!("--chain injective: the settler's Cosmos backend is not wired into the node yet (the genesis refuses backend = \"cosmos\"); run with --chain local");
-        }
         let d = DemoOptions::default();
         Ok(DemoOptions {
             sdl: self.sdl.unwrap_or(d.sdl),
             keep: self.keep,
             bid_window_ms: self.bid_window_ms,
+            chain: self.chain,
             ..d
         })
     }
 }
 
+/// What a running demo must stop on Ctrl-C: the nodes first, then the chain they settle on.
+#[derive(Debug, Default)]
+pub struct Running {
+    pub mesh: Option<Mesh>,
+    pub chain: Option<MeshChain>,
+}
+
+impl Running {
+    /// Stops the nodes, then the chain.
+    pub fn stop(&mut self) {
+        drop(self.mesh.take());
+        drop(self.chain.take());
+    }
+}
+
 /// Where a running demo keeps what must be cleaned up on Ctrl-C.
-pub type MeshSlot = Arc<Mutex<Option<Mesh>>>;
+pub type MeshSlot = Arc<Mutex<Running>>;
+
+/// What each tenant grants the settler on the devnet, in inj base units.
+pub const CHAIN_GRANT: u128 = 1_000_000_000_000_000_000; // 1 INJ
+
+/// `text` with every `denom: uakt` priced in `denom` instead.
+pub fn with_denom(text: &str, denom: &str) -> String {
+    text.replace("denom: uakt", &format!("denom: {denom}"))
+}
 
 /// Fetches a page, retrying while the service starts.
 pub fn fetch_page(url: &str, timeout: Duration) -> anyhow::Result<String> {
@@ -289,18 +314,47 @@ pub fn run(
     })?;
 
     let tenant = Keypair::generate();
-    let address = leasemesh_client::keys::default_address(&tenant.public());
+    let mut providers = vec![ProviderSpec::small(100_000), ProviderSpec::small(140_000)];
+    // On the devnet the tenant pays from its chain account, through the grant it gave the
+    // settler; providers are paid to theirs.
+    let chain = match opts.chain {
+        DemoChain::Local => None,
+        DemoChain::Injective => {
+            progress("starting the injectived devnet (one validator on 127.0.0.1)");
+            let c = rt.block_on(MeshChain::start(1, providers.len(), CHAIN_GRANT))?;
+            progress(&format!(
+                "devnet {} at {} (up in {:.1} s); the tenant's account granted the settler {CHAIN_GRANT} inj",
+                c.devnet.chain_id,
+                c.devnet.rpc_url,
+                c.devnet.startup.as_secs_f64()
+            ));
+            for (p, a) in providers.iter_mut().zip(&c.providers) {
+                p.chain_address = Some(a.address.clone());
+            }
+            Some(c)
+        }
+    };
+    let chain_client = chain.as_ref().map(|c| c.client.clone());
+    let (address, denom) = match &chain {
+        Some(c) => (c.tenants[0].address.clone(), crate::devnet::DENOM.to_owned()),
+        None => (leasemesh_client::keys::default_address(&tenant.public()), "uakt".to_owned()),
+    };
+    let chain_spec = chain.as_ref().map(MeshChain::spec);
+    slot.lock().map_err(|_| anyhow!("demo slot poisoned"))?.chain = chain;
+    let sdl_text = with_denom(&sdl_text, &denom);
     let spec = MeshSpec {
         node_bin,
         nodes: 5,
-        providers: vec![ProviderSpec::small(100_000), ProviderSpec::small(140_000)],
+        providers,
         funded: vec![Funded {
             address: address.clone(),
             key: tenant.public(),
-            denom: "uakt".into(),
+            denom: denom.clone(),
             amount: 1_000_000_000_000,
             grant: 0,
         }],
+        denom: denom.clone(),
+        chain: chain_spec,
         epoch_ms: 500,
         settle_delay_ms: 200,
         container_prefix: owner.to_owned(),
@@ -316,18 +370,39 @@ pub fn run(
         .filter_map(|n| n.provider.as_ref().map(|p| (n.key.to_hex(), p.cpu_per_core)))
         .collect();
     let dir = mesh.dir.clone();
-    *slot.lock().map_err(|_| anyhow!("mesh slot poisoned"))? = Some(mesh);
+    slot.lock().map_err(|_| anyhow!("demo slot poisoned"))?.mesh = Some(mesh);
     progress(&format!(
         "mesh ready: settler {}, tenant talks to {}",
         settler.base(),
         tenant_node.base()
     ));
 
-    let limit = Coin::new("uakt", 100_000_000_000);
-    settle::grant(&settler, &tenant, &address, &limit).context("spend grant")?;
-    progress(&format!("tenant {}… granted the settler {limit}", &address[..16]));
+    if chain_client.is_none() {
+        let limit = Coin::new("uakt", 100_000_000_000);
+        settle::grant(&settler, &tenant, &address, &limit).context("spend grant")?;
+        progress(&format!("tenant {}… granted the settler {limit}", &address[..16]));
+    }
+    let balance = |address: &str| -> anyhow::Result<u128> {
+        match &chain_client {
+            Some(c) => Ok(rt.block_on(c.balance(address, &denom))?),
+            None => {
+                let v = settler.get_json(&format!("/v1/ledger/balances/{address}"))?;
+                let list = v.get("balances").and_then(Value::as_array).cloned().unwrap_or_default();
+                Ok(list
+                    .iter()
+                    .filter(|c| c.get("denom").and_then(Value::as_str) == Some(denom.as_str()))
+                    .filter_map(|c| c.get("amount")?.as_str()?.parse::<u128>().ok())
+                    .sum())
+            }
+        }
+    };
+    let before = balance(&address)?;
 
-    let dopts = DeployOptions { bid_window_ms: opts.bid_window_ms, ..DeployOptions::default() };
+    let dopts = DeployOptions {
+        bid_window_ms: opts.bid_window_ms,
+        tenant_address: Some(address.clone()),
+        ..DeployOptions::default()
+    };
     let mut show = |p: &Progress| match p {
         Progress::OrderPosted { order_id, max_price, .. } => {
             progress(&format!("order {} posted, max {max_price}/h", order_id.short()))
@@ -393,10 +468,13 @@ pub fn run(
     for p in &v.problems {
         progress(&format!("problem: {p}"));
     }
-    let balances = settler.get_json(&format!("/v1/ledger/balances/{address}")).ok();
-    if let Some(b) = balances.and_then(|b| b.get("balances").cloned()) {
-        progress(&format!("tenant balance now {b}"));
-    }
+    let after = balance(&address)?;
+    progress(&format!(
+        "tenant {} paid {} {denom} ({before} -> {after}){}",
+        address,
+        before.saturating_sub(after),
+        if chain_client.is_some() { ", read from the chain" } else { "" }
+    ));
     let t = &lease.timings;
     progress(&format!(
         "done in {:.1} s after the build",
@@ -419,7 +497,7 @@ pub fn run(
 pub async fn main(opts: DemoOptions) -> anyhow::Result<()> {
     let owner = format!("lmdemo{}", std::process::id());
     let cleanup = DockerCleanup { owner: owner.clone() };
-    let slot: MeshSlot = Arc::new(Mutex::new(None));
+    let slot: MeshSlot = Arc::new(Mutex::new(Running::default()));
     let (tx, rx) = std::sync::mpsc::channel();
     let worker = {
         let slot = slot.clone();
@@ -436,9 +514,11 @@ pub async fn main(opts: DemoOptions) -> anyhow::Result<()> {
         r = wait => Some(r),
         _ = tokio::signal::ctrl_c() => None,
     };
-    // Stop the nodes first (their runtimes may still touch containers), then Docker.
-    let mesh = slot.lock().ok().and_then(|mut s| s.take());
-    drop(mesh);
+    // Stop the nodes first (their runtimes may still touch containers), then the chain and
+    // Docker.
+    if let Ok(mut running) = slot.lock() {
+        running.stop();
+    }
     let removed = cleanup.run();
     match outcome {
         None => {

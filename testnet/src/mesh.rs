@@ -25,6 +25,9 @@ pub struct ProviderSpec {
     pub memory_per_gib: u64,
     pub ephemeral_storage_per_gib: u64,
     pub region: String,
+    /// Where the provider is paid: its chain account (bech32) on a chain-backed mesh;
+    /// `provider-<node index>` on the embedded ledger when `None`.
+    pub chain_address: Option<String>,
 }
 
 impl ProviderSpec {
@@ -38,6 +41,7 @@ impl ProviderSpec {
             memory_per_gib: 8_000,
             ephemeral_storage_per_gib: 400,
             region: "local".into(),
+            chain_address: None,
         }
     }
 }
@@ -53,6 +57,27 @@ pub struct Funded {
     pub grant: u128,
 }
 
+/// Settlement on a Cosmos chain instead of the settler's embedded ledger: the genesis says
+/// `backend = "cosmos"`, the settler's home gets the chain key. Balances and grants then live on
+/// the chain, so [`MeshSpec::funded`] is not written into the genesis.
+#[derive(Clone)]
+pub struct ChainSpec {
+    /// CometBFT RPC of a node of the chain.
+    pub rpc_url: String,
+    pub chain_id: String,
+    /// The settler's secp256k1 secret, hex (written to `cosmos.key` in the settler's home).
+    pub settler_secret_hex: String,
+}
+
+impl std::fmt::Debug for ChainSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainSpec")
+            .field("rpc_url", &self.rpc_url)
+            .field("chain_id", &self.chain_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How to build the mesh.
 #[derive(Debug, Clone)]
 pub struct MeshSpec {
@@ -62,6 +87,10 @@ pub struct MeshSpec {
     /// Providers, on nodes 1..=providers.len() (node 0 is the settler and bootstrap).
     pub providers: Vec<ProviderSpec>,
     pub funded: Vec<Funded>,
+    /// The denom providers price in (their rate table).
+    pub denom: String,
+    /// Settle on this chain; the embedded ledger when `None`.
+    pub chain: Option<ChainSpec>,
     pub epoch_ms: u64,
     pub settle_delay_ms: u64,
     /// Prefix of the providers' container and network names (cleanup finds them by it).
@@ -176,6 +205,9 @@ impl Mesh {
         }
         let genesis_path = dir.join("genesis.toml");
         std::fs::write(&genesis_path, genesis_toml(spec, &nodes[0].key))?;
+        if let Some(chain) = &spec.chain {
+            write_secret(&nodes[0].home.join("cosmos.key"), &chain.settler_secret_hex)?;
+        }
         for i in 0..nodes.len() {
             // Everyone dials the settler and the node before it: a connected mesh at once.
             let mut boot = Vec::new();
@@ -329,13 +361,37 @@ impl Drop for Mesh {
     }
 }
 
+/// Writes a secret readable by the owner only.
+fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut f, secret.as_bytes())?;
+    Ok(())
+}
+
 fn genesis_toml(spec: &MeshSpec, settler: &PublicKey) -> String {
     let mut s = format!(
-        "network = \"leasemesh-local\"\nepoch_ms = {}\nsettle_delay_ms = {}\nleader_timeout_ms = 2000\nsettlers = [{}]\n\n[settlement]\nbackend = \"local\"\n",
+        "network = \"leasemesh-local\"\nepoch_ms = {}\nsettle_delay_ms = {}\nleader_timeout_ms = 2000\nsettlers = [{}]\n\n",
         spec.epoch_ms,
         spec.settle_delay_ms,
         toml_str(&settler.to_hex())
     );
+    if let Some(chain) = &spec.chain {
+        // Balances and grants are the chain's own: nothing to seed here.
+        let _ = write!(
+            s,
+            "[settlement]\nbackend = \"cosmos\"\n\n[settlement.cosmos]\nrpc_url = {}\nchain_id = {}\n",
+            toml_str(&chain.rpc_url),
+            toml_str(&chain.chain_id)
+        );
+        return s;
+    }
+    s.push_str("[settlement]\nbackend = \"local\"\n");
     for f in &spec.funded {
         let _ = write!(
             s,
@@ -373,9 +429,10 @@ fn node_toml(spec: &MeshSpec, n: &NodeProc, bootstrap: &[String], genesis: &Path
     if let Some(p) = &n.provider {
         let _ = write!(
             s,
-            "\n[provider]\nenabled = true\napi_endpoint = {api_url}\nchain_address = {addr}\nattributes = {{ region = {region} }}\nmanifest_deadline_ms = 60000\nheartbeat_interval_ms = 1000\n\n[[provider.hosts]]\nname = \"host-{i}\"\ncpu_millis = {cpu}\nmemory_bytes = {mem}\nephemeral_storage_bytes = {eph}\ndetect_gpus = false\n\n[provider.pricing.rates.uakt]\ncpu_per_core = {cpc}\nmemory_per_gib = {mpg}\nephemeral_storage_per_gib = {epg}\n\n[provider.runtime]\nhost_address = \"127.0.0.1\"\nadvertise_host = \"127.0.0.1\"\nstop_timeout_s = 0\nname_prefix = {prefix}\n",
+            "\n[provider]\nenabled = true\napi_endpoint = {api_url}\nchain_address = {addr}\nattributes = {{ region = {region} }}\nmanifest_deadline_ms = 60000\nheartbeat_interval_ms = 1000\n\n[[provider.hosts]]\nname = \"host-{i}\"\ncpu_millis = {cpu}\nmemory_bytes = {mem}\nephemeral_storage_bytes = {eph}\ndetect_gpus = false\n\n[provider.pricing.rates.{denom}]\ncpu_per_core = {cpc}\nmemory_per_gib = {mpg}\nephemeral_storage_per_gib = {epg}\n\n[provider.runtime]\nhost_address = \"127.0.0.1\"\nadvertise_host = \"127.0.0.1\"\nstop_timeout_s = 0\nname_prefix = {prefix}\n",
             api_url = toml_str(&n.api_url),
-            addr = toml_str(&format!("provider-{}", n.index)),
+            addr = toml_str(&provider_address(n)),
+            denom = toml::Value::String(spec.denom.clone()),
             region = toml_str(&p.region),
             i = n.index,
             cpu = p.cpu_millis,
@@ -388,6 +445,14 @@ fn node_toml(spec: &MeshSpec, n: &NodeProc, bootstrap: &[String], genesis: &Path
         );
     }
     s
+}
+
+/// Where provider node `n` is paid.
+pub fn provider_address(n: &NodeProc) -> String {
+    n.provider
+        .as_ref()
+        .and_then(|p| p.chain_address.clone())
+        .unwrap_or_else(|| format!("provider-{}", n.index))
 }
 
 /// The `leasemesh-node` binary: beside this executable (same cargo profile). Under `cargo run`

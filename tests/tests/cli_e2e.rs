@@ -92,6 +92,8 @@ fn the_cli_deploys_closes_and_verifies_a_lease() -> anyhow::Result<()> {
             amount: 1_000_000_000,
             grant: 0,
         }],
+        denom: "uakt".into(),
+        chain: None,
         epoch_ms: 500,
         settle_delay_ms: 200,
         container_prefix: owner,

@@ -115,6 +115,8 @@ fn two_tenants_three_providers_cheapest_feasible_wins_and_settles() -> anyhow::R
         nodes: 5,
         providers: vec![far, mid, dear],
         funded: vec![funded(&t1), funded(&t2)],
+        denom: "uakt".into(),
+        chain: None,
         epoch_ms: EPOCH_MS,
         settle_delay_ms: 200,
         container_prefix: owner.clone(),
