@@ -1,14 +1,18 @@
 //! The whole path with real parts: 5 `leasemesh-node` processes on 127.0.0.1 (a settler, three
 //! providers on the Docker runtime, a relay), two tenants deploying SDL files through the light
 //! client at the same time, providers competing on price, epoch matching, sealed manifests,
-//! containers, close, settlement on the embedded ledger, proofs.
+//! containers, close, settlement, proofs. Run twice: settled on the real injectived devnet
+//! (tenants pay from their chain accounts through the authz grants they gave the settler) and
+//! on the settler's embedded ledger.
 //!
 //! It asserts what a user relies on: the cheapest feasible provider won each order; every node
 //! holds the identical match batch; each container runs with the resources that were ordered;
-//! the ledger balances equal the accrued amounts; the lease proofs verify.
+//! the balances (read from the chain, or the ledger) moved by exactly the accrued amounts; the
+//! lease proofs verify.
 //!
-//! Needs the Docker daemon, Debian's static busybox (/bin/busybox) and the node binary
-//! (`cargo build -p leasemesh-node`; `cargo nextest run --workspace` builds it).
+//! Needs the Docker daemon, Debian's static busybox (/bin/busybox), `injectived`
+//! (scripts/install-chain.sh) and the node binary (`cargo build -p leasemesh-node`;
+//! `cargo nextest run --workspace` builds it).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,20 +22,24 @@ use bollard::query_parameters::ListContainersOptionsBuilder;
 use leasemesh_client::deploy::{self, DeployOptions, DeployedLease};
 use leasemesh_client::{settle, NodeClient};
 use leasemesh_protocol::{Id, Keypair, PublicKey, SettlementRecord};
+use leasemesh_testnet::chain::MeshChain;
 use leasemesh_testnet::demo::{self, DockerCleanup, DEMO_IMAGE};
-use leasemesh_testnet::mesh::{Funded, Mesh, MeshSpec, ProviderSpec};
+use leasemesh_testnet::mesh::{self, Funded, Mesh, MeshSpec, ProviderSpec};
 use serde_json::Value;
 
 const EPOCH_MS: u64 = 500;
 const FUNDS: u128 = 1_000_000_000_000;
+/// What each tenant grants the settler on the devnet (1 INJ, in base units).
+const CHAIN_GRANT: u128 = demo::CHAIN_GRANT;
 
 fn log(line: &str) {
     eprintln!("[e2e] {line}");
 }
 
-/// The demo SDL, optionally requiring a provider attribute.
-fn sdl(region: Option<&str>) -> anyhow::Result<String> {
+/// The demo SDL priced in `denom`, optionally requiring a provider attribute.
+fn sdl(denom: &str, region: Option<&str>) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(demo::testdata_dir().join("demo.yaml"))?;
+    let text = demo::with_denom(&text, denom);
     Ok(match region {
         None => text,
         Some(r) => {
@@ -48,10 +56,15 @@ fn sdl(region: Option<&str>) -> anyhow::Result<String> {
 fn deploy_async(
     client: NodeClient,
     key: Keypair,
+    tenant_address: String,
     text: String,
 ) -> std::thread::JoinHandle<anyhow::Result<DeployedLease>> {
     std::thread::spawn(move || {
-        let opts = DeployOptions { bid_window_ms: 1_500, ..DeployOptions::default() };
+        let opts = DeployOptions {
+            bid_window_ms: 1_500,
+            tenant_address: Some(tenant_address),
+            ..DeployOptions::default()
+        };
         let leases = deploy::deploy(&client, &key, &text, &opts, &mut |_| {})?;
         leases.into_iter().next().ok_or_else(|| anyhow!("no lease"))
     })
@@ -76,20 +89,51 @@ fn records(proofs: &[Value]) -> Vec<SettlementRecord> {
         .collect()
 }
 
-fn balance(settler: &NodeClient, address: &str) -> anyhow::Result<u128> {
-    let v = settler.get_json(&format!("/v1/ledger/balances/{address}"))?;
-    let list = v.get("balances").and_then(Value::as_array).cloned().unwrap_or_default();
-    for c in list {
-        if c.get("denom").and_then(Value::as_str) == Some("uakt") {
-            let amount = c.get("amount").and_then(Value::as_str).unwrap_or("0");
-            return amount.parse().context("balance amount");
+/// Where the balances and grants are read: the settler's embedded ledger, or the chain.
+struct Books<'a> {
+    settler: NodeClient,
+    chain: Option<&'a MeshChain>,
+    rt: &'a tokio::runtime::Runtime,
+    denom: &'a str,
+}
+
+impl Books<'_> {
+    fn balance(&self, address: &str) -> anyhow::Result<u128> {
+        if let Some(c) = self.chain {
+            return Ok(self.rt.block_on(c.balance(address))?);
         }
+        let v = self.settler.get_json(&format!("/v1/ledger/balances/{address}"))?;
+        let list = v.get("balances").and_then(Value::as_array).cloned().unwrap_or_default();
+        for c in list {
+            if c.get("denom").and_then(Value::as_str) == Some(self.denom) {
+                let amount = c.get("amount").and_then(Value::as_str).unwrap_or("0");
+                return amount.parse().context("balance amount");
+            }
+        }
+        Ok(0)
     }
-    Ok(0)
+
+    fn grant_left(&self, tenant: &str) -> anyhow::Result<u128> {
+        if let Some(c) = self.chain {
+            return Ok(self.rt.block_on(c.grant_left(tenant))?);
+        }
+        let v = self.settler.get_json(&format!("/v1/ledger/grants/{tenant}/{}", self.denom))?;
+        Ok(v.get("limit").and_then(Value::as_str).map(str::parse).transpose()?.unwrap_or(0))
+    }
 }
 
 #[test]
-fn two_tenants_three_providers_cheapest_feasible_wins_and_settles() -> anyhow::Result<()> {
+fn on_the_devnet_chain_cheapest_feasible_wins_and_tenants_pay_on_chain() -> anyhow::Result<()> {
+    run(true)
+}
+
+#[test]
+fn on_the_embedded_ledger_cheapest_feasible_wins_and_settles() -> anyhow::Result<()> {
+    run(false)
+}
+
+/// Two tenants, three providers; settled on the devnet chain when `on_chain`.
+fn run(on_chain: bool) -> anyhow::Result<()> {
     let node_bin = leasemesh_testnet::mesh::node_binary(false, &mut |l| log(l))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let docker = rt.block_on(demo::docker())?;
@@ -101,8 +145,24 @@ fn two_tenants_three_providers_cheapest_feasible_wins_and_settles() -> anyhow::R
     let far = ProviderSpec { region: "far".into(), ..ProviderSpec::small(60_000) };
     let mid = ProviderSpec::small(100_000);
     let dear = ProviderSpec::small(130_000);
+    let mut providers = vec![far, mid, dear];
     let t1 = Keypair::from_seed_label("e2e-tenant-1");
     let t2 = Keypair::from_seed_label("e2e-tenant-2");
+    let chain = if on_chain {
+        log("starting the injectived devnet; tenants grant the settler on chain");
+        Some(rt.block_on(MeshChain::start(2, providers.len(), CHAIN_GRANT))?)
+    } else {
+        None
+    };
+    let (denom, a1, a2) = match &chain {
+        Some(c) => {
+            for (p, a) in providers.iter_mut().zip(&c.providers) {
+                p.chain_address = Some(a.address.clone());
+            }
+            ("inj", c.tenants[0].address.clone(), c.tenants[1].address.clone())
+        }
+        None => ("uakt", t1.public().to_hex(), t2.public().to_hex()),
+    };
     let funded = |k: &Keypair| Funded {
         address: k.public().to_hex(),
         key: k.public(),
@@ -113,10 +173,10 @@ fn two_tenants_three_providers_cheapest_feasible_wins_and_settles() -> anyhow::R
     let spec = MeshSpec {
         node_bin,
         nodes: 5,
-        providers: vec![far, mid, dear],
+        providers,
         funded: vec![funded(&t1), funded(&t2)],
-        denom: "uakt".into(),
-        chain: None,
+        denom: denom.into(),
+        chain: chain.as_ref().map(MeshChain::spec),
         epoch_ms: EPOCH_MS,
         settle_delay_ms: 200,
         container_prefix: owner.clone(),
@@ -127,17 +187,27 @@ fn two_tenants_three_providers_cheapest_feasible_wins_and_settles() -> anyhow::R
     let key_of = |i: usize| mesh.nodes[i].key;
     let (p_far, p_mid) = (key_of(1), key_of(2));
     let provider_address: BTreeMap<PublicKey, String> =
-        mesh.providers().map(|n| (n.key, format!("provider-{}", n.index))).collect();
+        mesh.providers().map(|n| (n.key, mesh::provider_address(n))).collect();
     let settler = mesh.settler().client();
+    let books = Books { settler: settler.clone(), chain: chain.as_ref(), rt: &rt, denom };
+    let mut before = BTreeMap::new();
+    for a in [&a1, &a2].into_iter().chain(provider_address.values()) {
+        before.insert(a.clone(), (books.balance(a)?, books.grant_left(a)?));
+    }
 
     // Both tenants at once, through different nodes.
     let h1 = deploy_async(
         mesh.tenant_node().client(),
         Keypair::from_secret(t1.secret_bytes()),
-        sdl(Some("local"))?,
+        a1.clone(),
+        sdl(denom, Some("local"))?,
     );
-    let h2 =
-        deploy_async(mesh.settler().client(), Keypair::from_secret(t2.secret_bytes()), sdl(None)?);
+    let h2 = deploy_async(
+        mesh.settler().client(),
+        Keypair::from_secret(t2.secret_bytes()),
+        a2.clone(),
+        sdl(denom, None)?,
+    );
     let l1 = h1.join().map_err(|_| anyhow!("tenant 1 thread"))??;
     let l2 = h2.join().map_err(|_| anyhow!("tenant 2 thread"))??;
     log(&format!(
@@ -214,7 +284,8 @@ fn two_tenants_three_providers_cheapest_feasible_wins_and_settles() -> anyhow::R
     deploy::close(&tenant_client, &t1, &l1.lease_id)?;
     deploy::close(&tenant_client, &t2, &l2.lease_id)?;
     let mut paid_to: BTreeMap<String, u128> = BTreeMap::new();
-    for (l, t) in [(&l1, &t1), (&l2, &t2)] {
+    let mut spent_by: BTreeMap<String, u128> = BTreeMap::new();
+    for (l, tenant) in [(&l1, &a1), (&l2, &a2)] {
         let proofs = closed_proofs(&settler, &l.lease_id)?;
         let recs = records(&proofs);
         let accrued: u128 = recs
@@ -227,9 +298,7 @@ fn two_tenants_three_providers_cheapest_feasible_wins_and_settles() -> anyhow::R
             })
             .sum();
         assert!(accrued > 0, "a lease that ran accrues");
-        // The ledger moved exactly the accrued amount from the tenant.
-        let spent = FUNDS - balance(&settler, &t.public().to_hex())?;
-        assert_eq!(spent, accrued, "tenant's ledger balance equals funds minus accruals");
+        *spent_by.entry(tenant.clone()).or_default() += accrued;
         let to = provider_address
             .get(&l.provider)
             .cloned()
@@ -239,23 +308,74 @@ fn two_tenants_three_providers_cheapest_feasible_wins_and_settles() -> anyhow::R
         // The proofs verify, with the client's checks and the settlement crate's.
         let v = settle::verify_lease(&settler, &l.lease_id)?;
         assert!(v.verified(), "client verification: {v:?}");
-        // The anchor was checked against the ledger's own entry, not taken on the node's word:
-        // an entry the ledger does not hold is not served.
         let anchor = v.anchor.clone().ok_or_else(|| anyhow!("no anchor"))?;
-        assert_eq!(anchor.chain_id, "local");
-        let bogus = format!("{}/v1/ledger/entries/{}", settler.base(), "00".repeat(32));
-        assert!(settler.get_json_url(&bogus).is_err(), "an unknown ledger entry is not served");
+        match &chain {
+            Some(c) => {
+                // Anchored on the devnet: every tx each proof's anchor names is on the chain,
+                // committed, its memo carrying that batch's sequence and root.
+                assert_eq!(anchor.chain_id, c.devnet.chain_id);
+                for p in &proofs {
+                    let seq = p.get("batch_sequence").and_then(Value::as_u64);
+                    let proof: leasemesh_settlement::batch::LeaseProof =
+                        serde_json::from_value(p.get("lease_proof").cloned().unwrap_or_default())?;
+                    let a: leasemesh_protocol::Anchor =
+                        serde_json::from_value(p.get("anchor").cloned().unwrap_or_default())?;
+                    for (i, hash) in a.tx_hashes.iter().enumerate() {
+                        let tx = rt
+                            .block_on(c.client.find_tx(hash))?
+                            .ok_or_else(|| anyhow!("anchor tx {hash} is not on the chain"))?;
+                        assert_eq!(tx.code, 0, "anchor tx {hash} failed: {}", tx.log);
+                        let memo = format!(
+                            "lm:v1:{}:{i}/{}:{}",
+                            seq.unwrap_or_default(),
+                            a.tx_hashes.len(),
+                            proof.merkle_root.to_hex()
+                        );
+                        assert_eq!(tx.memo, memo, "the memo carries the anchored root");
+                    }
+                }
+            }
+            None => {
+                // The anchor was checked against the ledger's own entry, not taken on the
+                // node's word: an entry the ledger does not hold is not served.
+                assert_eq!(anchor.chain_id, "local");
+                let bogus = format!("{}/v1/ledger/entries/{}", settler.base(), "00".repeat(32));
+                assert!(
+                    settler.get_json_url(&bogus).is_err(),
+                    "an unknown ledger entry is not served"
+                );
+            }
+        }
         for p in &proofs {
             let proof: leasemesh_settlement::batch::LeaseProof =
                 serde_json::from_value(p.get("lease_proof").cloned().unwrap_or(Value::Null))?;
             assert!(leasemesh_settlement::batch::verify_lease_proof(&proof, &proof.merkle_root));
         }
     }
-    for (address, expected) in &paid_to {
+    // Tenants paid exactly what their leases accrued (fees are the settler's), their grants
+    // went down by the same, and each provider received exactly its leases' accruals.
+    for (tenant, spent) in &spent_by {
+        let (balance0, grant0) = before[tenant];
         assert_eq!(
-            balance(&settler, address)?,
-            *expected,
-            "{address} received what its lease accrued"
+            balance0 - books.balance(tenant)?,
+            *spent,
+            "{tenant}'s balance fell by exactly its accruals"
+        );
+        assert_eq!(
+            grant0 - books.grant_left(tenant)?,
+            *spent,
+            "{tenant}'s grant to the settler fell by the same"
+        );
+    }
+    for (address, (balance0, _)) in &before {
+        if spent_by.contains_key(address) {
+            continue;
+        }
+        let expected = paid_to.get(address).copied().unwrap_or(0);
+        assert_eq!(
+            books.balance(address)? - balance0,
+            expected,
+            "{address} received exactly what its leases accrued"
         );
     }
     // Closing removed the containers.
