@@ -250,6 +250,14 @@ impl LocalLedger {
         self.grants.get(grant_key(tenant, settler, denom))?.map(|v| read_u128(Some(v))).transpose()
     }
 
+    /// What `settler` can take from `tenant` in `denom` now: the lesser of the balance and the
+    /// remaining grant (zero without a grant). An entry whose payments from `tenant` sum to no
+    /// more than this cannot be refused for that tenant; one that asks more is refused whole.
+    pub fn spendable(&self, tenant: &str, settler: &str, denom: &str) -> Result<u128, LedgerError> {
+        let grant = self.grant(tenant, settler, denom)?.unwrap_or(0);
+        Ok(self.balance(tenant, denom)?.min(grant))
+    }
+
     /// Height and hash of the last applied entry.
     pub fn head(&self) -> Result<Option<(u64, String)>, LedgerError> {
         self.meta
@@ -649,9 +657,17 @@ mod tests {
         // A grant to someone else does not count.
         l.set_grant("tenant-000", "mallory", &Coin::new("uakt", 1000)).unwrap();
         assert!(l.submit(&p).await.is_err());
+        // What the settler may take is the lesser of balance and grant; the entry asks for 10.
+        assert_eq!(l.spendable("tenant-000", SETTLER, "uakt").unwrap(), 9);
         l.set_grant("tenant-000", SETTLER, &Coin::new("uakt", 10)).unwrap();
+        assert_eq!(l.spendable("tenant-000", SETTLER, "uakt").unwrap(), 10);
+        assert_eq!(l.spendable("tenant-000", SETTLER, "other").unwrap(), 0);
+        assert_eq!(l.spendable("nobody", SETTLER, "uakt").unwrap(), 0);
         l.submit(&p).await.unwrap();
         assert_eq!(l.balance("tenant-000", "uakt").unwrap(), 990);
+        assert_eq!(l.spendable("tenant-000", SETTLER, "uakt").unwrap(), 0, "grant spent");
+        l.set_grant("tenant-000", SETTLER, &Coin::new("uakt", 5000)).unwrap();
+        assert_eq!(l.spendable("tenant-000", SETTLER, "uakt").unwrap(), 990, "balance bounds it");
     }
 
     #[tokio::test]

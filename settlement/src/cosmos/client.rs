@@ -10,7 +10,7 @@ use cosmrs::proto::cosmos::auth::v1beta1::{
     BaseAccount, QueryAccountRequest, QueryAccountResponse,
 };
 use cosmrs::proto::cosmos::authz::v1beta1::{
-    Grant, MsgGrant, QueryGrantsRequest, QueryGrantsResponse,
+    GenericAuthorization, Grant, MsgGrant, QueryGrantsRequest, QueryGrantsResponse,
 };
 use cosmrs::proto::cosmos::bank::v1beta1::{
     MsgSend, QueryBalanceRequest, QueryBalanceResponse, SendAuthorization,
@@ -31,6 +31,64 @@ const ETH_ACCOUNT_TYPE: &str = "/injective.types.v1beta1.EthAccount";
 const BASE_ACCOUNT_TYPE: &str = "/cosmos.auth.v1beta1.BaseAccount";
 const MSG_SEND_TYPE: &str = "/cosmos.bank.v1beta1.MsgSend";
 const SEND_AUTHORIZATION_TYPE: &str = "/cosmos.bank.v1beta1.SendAuthorization";
+const GENERIC_AUTHORIZATION_TYPE: &str = "/cosmos.authz.v1beta1.GenericAuthorization";
+
+/// What a grantee may still send on a granter's behalf in one denom, through authz `MsgExec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendAllowance {
+    /// No live grant for `MsgSend`, or a `SendAuthorization` without this denom.
+    None,
+    /// A `SendAuthorization`'s remaining spend limit in this denom.
+    Limited(u128),
+    /// A `GenericAuthorization` for `MsgSend`: only the balance limits it.
+    Unlimited,
+}
+
+/// Reads the allowance in `denom` from the grants the chain returned for (granter, grantee,
+/// `MsgSend`). Grants whose expiration is at or before `now_unix_s` are skipped (the chain
+/// prunes them lazily). A `SendAuthorization`'s `allow_list` is not checked: the settler pays
+/// providers, and a list that leaves one out makes the chain refuse that payment.
+pub fn send_allowance_in(
+    grants: &[Grant],
+    denom: &str,
+    now_unix_s: i64,
+) -> Result<SendAllowance, ChainError> {
+    let mut out = SendAllowance::None;
+    for grant in grants {
+        if grant.expiration.as_ref().is_some_and(|t| t.seconds <= now_unix_s) {
+            continue;
+        }
+        let Some(auth) = &grant.authorization else { continue };
+        match auth.type_url.as_str() {
+            SEND_AUTHORIZATION_TYPE => {
+                let send = SendAuthorization::decode(auth.value.as_slice()).map_err(|e| {
+                    ChainError::Decode { what: "SendAuthorization".into(), detail: e.to_string() }
+                })?;
+                for c in send.spend_limit.iter().filter(|c| c.denom == denom) {
+                    let amount = parse_amount(&c.amount)?;
+                    out = match out {
+                        SendAllowance::Unlimited => SendAllowance::Unlimited,
+                        SendAllowance::Limited(a) => SendAllowance::Limited(a.max(amount)),
+                        SendAllowance::None => SendAllowance::Limited(amount),
+                    };
+                }
+            }
+            GENERIC_AUTHORIZATION_TYPE => {
+                let generic = GenericAuthorization::decode(auth.value.as_slice()).map_err(|e| {
+                    ChainError::Decode {
+                        what: "GenericAuthorization".into(),
+                        detail: e.to_string(),
+                    }
+                })?;
+                if generic.msg == MSG_SEND_TYPE {
+                    out = SendAllowance::Unlimited;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
 
 /// Where the chain is and what it charges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,6 +305,33 @@ impl ChainClient {
             return Ok(Some(limit));
         }
         Ok(None)
+    }
+
+    /// What `grantee` may still send from `granter` in `denom` (see [`send_allowance_in`]).
+    pub async fn send_allowance(
+        &self,
+        granter: &str,
+        grantee: &str,
+        denom: &str,
+    ) -> Result<SendAllowance, ChainError> {
+        let path = "/cosmos.authz.v1beta1.Query/Grants";
+        let req = QueryGrantsRequest {
+            granter: granter.into(),
+            grantee: grantee.into(),
+            msg_type_url: MSG_SEND_TYPE.into(),
+            pagination: None,
+        };
+        let resp: QueryGrantsResponse = match self.query(path, &req).await {
+            Ok(r) => r,
+            Err(ChainError::Query { log, .. }) if log.contains("not found") => {
+                return Ok(SendAllowance::None)
+            }
+            Err(e) => return Err(e),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        send_allowance_in(&resp.grants, denom, now)
     }
 
     /// Gas the chain uses to run `tx_bytes`, by simulation. Sign the simulated transaction
@@ -527,6 +612,57 @@ mod tests {
         assert_eq!(decode_base_account(&plain).unwrap(), base);
         let other = Any { type_url: "/x.Y".into(), value: vec![] };
         assert!(decode_base_account(&other).is_err());
+    }
+
+    fn coin(denom: &str, amount: &str) -> ProtoCoin {
+        ProtoCoin { denom: denom.into(), amount: amount.into() }
+    }
+
+    fn grant(type_url: &str, value: Vec<u8>, expires_s: Option<i64>) -> Grant {
+        Grant {
+            authorization: Some(Any { type_url: type_url.into(), value }),
+            expiration: expires_s.map(|seconds| cosmrs::proto::Timestamp { seconds, nanos: 0 }),
+        }
+    }
+
+    #[test]
+    fn send_allowance_reads_send_and_generic_authorizations() {
+        let send = |coins: Vec<ProtoCoin>| {
+            SendAuthorization { spend_limit: coins, allow_list: vec![] }.encode_to_vec()
+        };
+        let limited = grant(
+            SEND_AUTHORIZATION_TYPE,
+            send(vec![coin("inj", "1000000000000000000000"), coin("uusdt", "5")]),
+            Some(2_000),
+        );
+        let now = 1_000;
+        assert_eq!(
+            send_allowance_in(std::slice::from_ref(&limited), "inj", now).unwrap(),
+            SendAllowance::Limited(1_000_000_000_000_000_000_000)
+        );
+        assert_eq!(
+            send_allowance_in(std::slice::from_ref(&limited), "uusdt", now).unwrap(),
+            SendAllowance::Limited(5)
+        );
+        // Another denom, no grant, an expired grant, another message's grant: nothing.
+        assert_eq!(
+            send_allowance_in(std::slice::from_ref(&limited), "atom", now).unwrap(),
+            SendAllowance::None
+        );
+        assert_eq!(send_allowance_in(&[], "inj", now).unwrap(), SendAllowance::None);
+        assert_eq!(send_allowance_in(&[limited], "inj", 2_000).unwrap(), SendAllowance::None);
+        let other = GenericAuthorization { msg: "/cosmos.staking.v1beta1.MsgDelegate".into() };
+        let other = grant(GENERIC_AUTHORIZATION_TYPE, other.encode_to_vec(), None);
+        assert_eq!(send_allowance_in(&[other], "inj", now).unwrap(), SendAllowance::None);
+        // A generic grant for MsgSend: only the balance limits what can be sent.
+        let generic = GenericAuthorization { msg: MSG_SEND_TYPE.into() };
+        let generic = grant(GENERIC_AUTHORIZATION_TYPE, generic.encode_to_vec(), None);
+        assert_eq!(send_allowance_in(&[generic], "inj", now).unwrap(), SendAllowance::Unlimited);
+        // Garbage is an error, not a silent zero.
+        let bad = grant(SEND_AUTHORIZATION_TYPE, vec![0xff, 0xff, 0xff], None);
+        assert!(matches!(send_allowance_in(&[bad], "inj", now), Err(ChainError::Decode { .. })));
+        let bad_amount = grant(SEND_AUTHORIZATION_TYPE, send(vec![coin("inj", "-1")]), None);
+        assert!(send_allowance_in(&[bad_amount], "inj", now).is_err());
     }
 
     #[test]

@@ -24,8 +24,8 @@ mod client;
 mod error;
 
 pub use client::{
-    gas_with_margin, msg_send, tx_hash, AccountInfo, Broadcast, ChainClient, ChainConfig, SignedTx,
-    TxOutcome,
+    gas_with_margin, msg_send, send_allowance_in, tx_hash, AccountInfo, Broadcast, ChainClient,
+    ChainConfig, SendAllowance, SignedTx, TxOutcome,
 };
 pub use cosmrs::crypto::secp256k1::SigningKey;
 pub use error::{parse_rejection, parse_sequence_mismatch, ChainError};
