@@ -13,8 +13,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use leasemesh_protocol::{
-    verify_all, Bid, DecodeError, Heartbeat, Id, LeaseEvent, LeaseEventKind, MatchBatch, Order,
-    ProviderInfo, Signable, Signed, TimeError,
+    verify_all, Bid, CloseReason, DecodeError, Heartbeat, Id, LeaseEvent, LeaseEventKind,
+    MatchBatch, Order, ProviderInfo, PublicKey, Signable, Signed, TimeError,
 };
 use tokio::sync::broadcast;
 
@@ -202,11 +202,20 @@ pub struct Ingest {
     store: Store,
     events: broadcast::Sender<NodeEvent>,
     batch_check: Option<Arc<dyn BatchCheck>>,
+    /// The genesis settlers: the only keys that may close a lease for lack of funds.
+    settlers: Arc<[PublicKey]>,
 }
 
 impl Ingest {
     pub fn new(store: Store, events: broadcast::Sender<NodeEvent>) -> Ingest {
-        Ingest { store, events, batch_check: None }
+        Ingest { store, events, batch_check: None, settlers: Arc::from(Vec::new()) }
+    }
+
+    /// The genesis settlers. Without them (a node with no genesis) no `Closed(InsufficientFunds)`
+    /// is accepted.
+    pub fn with_settlers(mut self, settlers: Vec<PublicKey>) -> Ingest {
+        self.settlers = Arc::from(settlers);
+        self
     }
 
     /// Adds the settler's batch check.
@@ -445,6 +454,32 @@ impl Ingest {
         Outcome::ok(id)
     }
 
+    /// Who may sign what: `Closed(InsufficientFunds)` only a genesis settler (the settlement
+    /// settler stops a lease its tenant can no longer pay for), and a settler nothing else;
+    /// every other event the lease's provider or tenant.
+    fn check_lease_signer(
+        &self,
+        lease: &LeaseRecord,
+        s: &Signed<LeaseEvent>,
+    ) -> Result<(), &'static str> {
+        let funds_close =
+            s.body.kind == LeaseEventKind::Closed { reason: CloseReason::InsufficientFunds };
+        if funds_close {
+            return if self.settlers.contains(&s.signer) {
+                Ok(())
+            } else {
+                Err("only a genesis settler may close a lease for insufficient funds")
+            };
+        }
+        if s.signer == lease.provider || Some(s.signer) == lease.tenant {
+            return Ok(());
+        }
+        if self.settlers.contains(&s.signer) {
+            return Err("a settler may sign only Closed(InsufficientFunds) lease events");
+        }
+        Err("a lease event must be signed by the lease's provider or tenant")
+    }
+
     fn apply_lease_event(&self, s: &Signed<LeaseEvent>, id: Id) -> Outcome {
         let mut lease = match self.store.lease(&s.body.lease_id) {
             Ok(Some(l)) => l,
@@ -460,12 +495,8 @@ impl Ingest {
         if lease.order_id != s.body.order_id {
             return Outcome::new(Reason::Invalid, Some(id), "the event names another order");
         }
-        if s.signer != lease.provider && Some(s.signer) != lease.tenant {
-            return Outcome::new(
-                Reason::WrongSigner,
-                Some(id),
-                "a lease event must be signed by the lease's provider or tenant",
-            );
+        if let Err(detail) = self.check_lease_signer(&lease, s) {
+            return Outcome::new(Reason::WrongSigner, Some(id), detail);
         }
         match self.store.put_lease_event(&id, s) {
             Ok(false) => Outcome::new(Reason::Duplicate, Some(id), "already known"),
@@ -601,5 +632,65 @@ mod tests {
         let stranger = Signed::sign(samples::lease_event(), &Keypair::from_seed_label("x"));
         let r = ing.ingest(Kind::LeaseEvent, &[&stranger.encode()], NOW);
         assert_eq!(r[0].reason, Reason::WrongSigner);
+    }
+
+    /// Only a genesis settler may close a lease for lack of funds, and a settler may sign
+    /// nothing else; the tenant and the provider cannot claim the settler's reason.
+    #[test]
+    fn only_a_genesis_settler_closes_for_insufficient_funds() {
+        let (tx, _) = broadcast::channel(16);
+        let ing = Ingest::new(Store::temporary().unwrap(), tx)
+            .with_settlers(vec![samples::settler_key().public()]);
+        ing.ingest(Kind::Order, &[&samples::signed_order().encode()], NOW);
+        let batch = Signed::sign(samples::match_batch(), &samples::settler_key());
+        assert_eq!(ing.ingest(Kind::MatchBatch, &[&batch.encode()], NOW)[0].reason, Reason::Ok);
+        let running = Signed::sign(samples::lease_event(), &samples::provider_key());
+        assert_eq!(ing.ingest(Kind::LeaseEvent, &[&running.encode()], NOW)[0].reason, Reason::Ok);
+        let lease_id = samples::award().lease_id();
+        let close = |reason, at: u64| {
+            let mut ev = samples::lease_event();
+            ev.at_ms = at;
+            ev.kind = LeaseEventKind::Closed { reason };
+            ev
+        };
+        let refused = |bytes: Vec<u8>, why: &str| {
+            let r = ing.ingest(Kind::LeaseEvent, &[&bytes], NOW);
+            assert_eq!(r[0].reason, Reason::WrongSigner, "{why}: {}", r[0].detail);
+            assert_eq!(r[0].verdict(), Verdict::Reject, "{why}");
+        };
+        let funds = |key: &Keypair| {
+            Signed::sign(close(CloseReason::InsufficientFunds, NOW + 10), key).encode()
+        };
+        refused(funds(&samples::tenant_key()), "tenant claims insufficient funds");
+        refused(funds(&samples::provider_key()), "provider claims insufficient funds");
+        refused(funds(&Keypair::from_seed_label("x")), "stranger claims insufficient funds");
+        let settler = samples::settler_key();
+        for reason in [
+            CloseReason::TenantClosed,
+            CloseReason::TermEnded,
+            CloseReason::ProviderClosed,
+            CloseReason::ProviderSilent,
+        ] {
+            refused(
+                Signed::sign(close(reason, NOW + 10), &settler).encode(),
+                "settler, other reason",
+            );
+        }
+        let mut failed = samples::lease_event();
+        failed.kind = LeaseEventKind::Failed { reason: "x".into() };
+        refused(Signed::sign(failed, &settler).encode(), "settler signs Failed");
+        assert_eq!(ing.store().lease(&lease_id).unwrap().unwrap().state, "running");
+
+        // A node with no genesis knows no settler.
+        let (tx, _) = broadcast::channel(16);
+        let bare = Ingest::new(Store::temporary().unwrap(), tx);
+        bare.ingest(Kind::Order, &[&samples::signed_order().encode()], NOW);
+        bare.ingest(Kind::MatchBatch, &[&batch.encode()], NOW);
+        let r = bare.ingest(Kind::LeaseEvent, &[&funds(&settler)], NOW);
+        assert_eq!(r[0].reason, Reason::WrongSigner);
+
+        let r = ing.ingest(Kind::LeaseEvent, &[&funds(&settler)], NOW);
+        assert_eq!(r[0].reason, Reason::Ok, "{}", r[0].detail);
+        assert_eq!(ing.store().lease(&lease_id).unwrap().unwrap().state, "closed");
     }
 }

@@ -170,7 +170,9 @@ pub async fn start(
     )
     .await?;
     let ingest = match &settler {
-        Some(s) => ingest.with_batch_check(s.batch_check()),
+        Some(s) => ingest
+            .with_batch_check(s.batch_check())
+            .with_settlers(s.shared.genesis.settlers.clone()),
         None => ingest,
     };
     // The provider role (inventory, bids, containers) when enabled.

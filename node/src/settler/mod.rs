@@ -777,6 +777,22 @@ pub async fn run_settlement(node: Node, shared: Arc<Shared>, mut shutdown: watch
                 tracing::warn!(error = %e, "settlement round failed");
             }
         }
+        // Leases closed for lack of funds: the signed closes go out like any lease event (the
+        // provider stops the containers); kept and retried until the store holds them.
+        let closes = s.closes_to_publish(&node.store);
+        drop(s);
+        for ev in closes.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the closes to publish");
+            Vec::new()
+        }) {
+            let lease = ev.body.lease_id;
+            match node.submit(Kind::LeaseEvent, ev.encode()).await {
+                Ok(_) => tracing::info!(lease = %lease.short(), "lease closed: insufficient funds"),
+                Err(o) => {
+                    tracing::warn!(lease = %lease.short(), reason = %o.detail, "funds close refused")
+                }
+            }
+        }
     }
 }
 

@@ -7,23 +7,37 @@
 //! reports it anchored, also after a crash ([`Settlement::open`] finishes what was in flight).
 //!
 //! Which events count: `Running`, `ManifestAccepted` and `Failed` only when signed by the
-//! lease's provider; `Closed` by the provider or the tenant (the ingest pipeline already refused
-//! any other signer).
+//! lease's provider; `Closed` by the provider or the tenant, and `Closed(InsufficientFunds)` by
+//! a genesis settler (the ingest pipeline already refused any other signer).
+//!
+//! # When a tenant cannot pay
+//! Before a batch is built the settler reads, per tenant and denom, what it can pay: the lesser
+//! of its balance and its remaining spend grant to the settler (from the embedded ledger, or
+//! from the chain's bank and authz queries). A tenant that owes no more than that is charged in
+//! full. A tenant that owes more is charged exactly what it has, spread over its leases in that
+//! denom in lease-id order, and every one of those leases ends in this batch: its accrual stops
+//! at the point it was charged to, the batch records `LeaseClosed(InsufficientFunds)`, and once
+//! the batch is anchored the settler publishes a signed `Closed(InsufficientFunds)` event so the
+//! provider stops the containers. So the batch always applies, the other tenants are paid in
+//! full, and the provider is paid what the tenant could pay. The rest is never charged later
+//! (the lease is closed, its cursor too): it is kept as a [`Shortfall`] (owed, paid, unpaid)
+//! that [`Settlement::shortfall`] serves.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use leasemesh_protocol::codec::to_canonical;
 use leasemesh_protocol::{
-    Anchor as AnchorRecord, Coin, Hash, Id, Keypair, LeaseEvent, LeaseEventKind, PublicKey,
-    SettlementBatch, Signed,
+    amount_serde, Anchor as AnchorRecord, CloseReason, Coin, Hash, Id, Keypair, LeaseEvent,
+    LeaseEventKind, PublicKey, SettlementBatch, Signed,
 };
 use leasemesh_settlement::accrual::{
-    accrue, AccrualCursor, LeaseAccrual, LeaseTerms, LeaseTimeline,
+    accrue, AccrualCursor, LeaseAccrual, LeaseEnd, LeaseTerms, LeaseTimeline,
 };
 use leasemesh_settlement::batch::{build_batch, BatchHeader, LeaseProof};
 use leasemesh_settlement::journal::{Journal, JournalError};
 use leasemesh_settlement::ledger::LocalLedger;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::genesis::Genesis;
 use crate::store::{LeaseRecord, Store, StoreError};
@@ -79,6 +93,76 @@ pub struct Round {
     pub leases: usize,
     pub records: usize,
     pub anchor: AnchorRecord,
+    /// Leases of this batch whose tenant could not pay all it owed.
+    pub shortfalls: Vec<Shortfall>,
+}
+
+/// A lease whose tenant could not pay all it owed in the batch that closed it. `unpaid` is
+/// never charged later: the provider is paid `paid`, and the lease is closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shortfall {
+    pub lease_id: Id,
+    pub tenant_address: String,
+    pub provider_address: String,
+    pub denom: String,
+    /// What the lease accrued in that batch.
+    #[serde(with = "amount_serde")]
+    pub owed: u128,
+    /// What the tenant paid of it.
+    #[serde(with = "amount_serde")]
+    pub paid: u128,
+    /// `owed - paid`.
+    #[serde(with = "amount_serde")]
+    pub unpaid: u128,
+    /// The batch that charged and closed the lease.
+    pub batch_sequence: u64,
+    /// The lease was charged up to here and ends here.
+    pub closed_at_ms: u64,
+    /// Hex of the settler's signed `Closed(InsufficientFunds)` event; `None` when the lease had
+    /// already ended for another reason (its own close stands).
+    pub close_hex: Option<String>,
+}
+
+/// What a tenant can pay, per (tenant address, denom).
+pub type Funds = BTreeMap<(String, String), u128>;
+
+/// A tenant short of funds: how much of its accruals each lease keeps. Pure and deterministic.
+///
+/// For each (tenant, denom) whose accruals sum to more than `funds` holds (no entry: nothing),
+/// the funds are spread over its accruals in lease-id order, each capped at what it owes, and
+/// each of those accruals ends at its `to_ms` with `InsufficientFunds` unless it already ended.
+/// Returns, per capped accrual's index, `(owed, paid)`. Accruals of tenants that can pay are
+/// left as they are, so the batch built from the result never spends more than `funds`.
+pub fn cap_to_funds(accruals: &mut [LeaseAccrual], funds: &Funds) -> BTreeMap<usize, (u128, u128)> {
+    let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for (i, a) in accruals.iter().enumerate() {
+        let key = (a.terms.tenant_address.clone(), a.terms.price_per_hour.denom.clone());
+        groups.entry(key).or_default().push(i);
+    }
+    let mut out = BTreeMap::new();
+    for (key, mut idx) in groups {
+        let owed = idx.iter().fold(0u128, |s, &i| s.saturating_add(accruals[i].amount));
+        let mut left = funds.get(&key).copied().unwrap_or(0);
+        if owed <= left {
+            continue;
+        }
+        idx.sort_by_key(|&i| accruals[i].terms.lease_id);
+        for i in idx {
+            let a = &mut accruals[i];
+            let owed = a.amount;
+            let paid = owed.min(left);
+            left -= paid;
+            a.amount = paid;
+            a.cursor.accrued_amount = a.cursor.accrued_amount.saturating_sub(owed - paid);
+            if a.closed.is_none() {
+                a.closed =
+                    Some(LeaseEnd { at_ms: a.to_ms, reason: CloseReason::InsufficientFunds });
+            }
+            a.cursor.closed = true;
+            out.insert(i, (owed, paid));
+        }
+    }
+    out
 }
 
 /// Where batches are anchored.
@@ -100,6 +184,12 @@ pub struct Settlement {
     backend: Backend,
     cursors: sled::Tree,
     pending: sled::Tree,
+    /// Batch sequence → the [`Shortfall`]s of that batch, until it is anchored or dropped.
+    pending_shortfalls: sled::Tree,
+    /// Lease id → its [`Shortfall`], once anchored.
+    shortfalls: sled::Tree,
+    /// Lease id → the settler's signed close, until the node's store holds it.
+    unpublished: sled::Tree,
     meta: sled::Tree,
     key: Keypair,
     genesis: Genesis,
@@ -136,6 +226,9 @@ impl Settlement {
             backend,
             cursors: db.open_tree("settler/cursors")?,
             pending: db.open_tree("settler/pending_cursors")?,
+            pending_shortfalls: db.open_tree("settler/pending_shortfalls")?,
+            shortfalls: db.open_tree("settler/shortfalls")?,
+            unpublished: db.open_tree("settler/unpublished_closes")?,
             meta: db.open_tree("settler/meta")?,
             key,
             genesis,
@@ -191,30 +284,127 @@ impl Settlement {
         }
     }
 
-    /// Moves cursors of anchored batches from pending to current; drops those of rejected ones.
+    /// Whether pending batch `seq` was anchored (`Some(true)`), paid nothing and is dropped
+    /// (`Some(false)`), or is still in flight (`None`).
+    fn fate(&self, key: &[u8], head: u64) -> Result<Option<bool>, SettleError> {
+        let seq = <[u8; 8]>::try_from(key)
+            .map(u64::from_be_bytes)
+            .map_err(|_| SettleError::Corrupt("pending key".into()))?;
+        let anchored = self
+            .journal
+            .status(seq)?
+            .is_some_and(|st| st.status == leasemesh_settlement::journal::BatchStatus::Anchored);
+        if anchored {
+            return Ok(Some(true));
+        }
+        // Rejected (its sequence was freed) or superseded: it paid nothing.
+        let dropped = seq <= head || self.journal.in_flight()?.is_none_or(|(s, _)| s != seq);
+        Ok(dropped.then_some(false))
+    }
+
+    /// Moves cursors and shortfalls of anchored batches from pending to current (a shortfall's
+    /// close then waits to be published); drops those of rejected ones.
     fn apply_pending(&self) -> Result<(), SettleError> {
         let head = self.journal.head()?.map_or(0, |(s, _)| s);
         for kv in self.pending.iter() {
             let (k, v) = kv?;
-            let seq = <[u8; 8]>::try_from(k.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| SettleError::Corrupt("pending key".into()))?;
-            let anchored = self.journal.status(seq)?.is_some_and(|st| {
-                st.status == leasemesh_settlement::journal::BatchStatus::Anchored
-            });
-            if anchored {
-                let cursors: Vec<(Id, AccrualCursor)> =
-                    postcard::from_bytes(&v).map_err(|e| SettleError::Corrupt(e.to_string()))?;
-                for (lease, c) in cursors {
-                    self.cursors.insert(lease.as_bytes(), to_canonical(&c))?;
+            match self.fate(&k, head)? {
+                Some(true) => {
+                    let cursors: Vec<(Id, AccrualCursor)> = postcard::from_bytes(&v)
+                        .map_err(|e| SettleError::Corrupt(e.to_string()))?;
+                    for (lease, c) in cursors {
+                        self.cursors.insert(lease.as_bytes(), to_canonical(&c))?;
+                    }
+                    self.pending.remove(&k)?;
                 }
-                self.pending.remove(&k)?;
-            } else if seq <= head || self.journal.in_flight()?.is_none_or(|(s, _)| s != seq) {
-                // Rejected (its sequence was freed) or superseded: it paid nothing.
-                self.pending.remove(&k)?;
+                Some(false) => {
+                    self.pending.remove(&k)?;
+                }
+                None => {}
+            }
+        }
+        for kv in self.pending_shortfalls.iter() {
+            let (k, v) = kv?;
+            match self.fate(&k, head)? {
+                Some(true) => {
+                    let list: Vec<Shortfall> = postcard::from_bytes(&v)
+                        .map_err(|e| SettleError::Corrupt(e.to_string()))?;
+                    for sf in list {
+                        if let Some(close) = &sf.close_hex {
+                            let bytes = hex::decode(close)
+                                .map_err(|e| SettleError::Corrupt(e.to_string()))?;
+                            self.unpublished.insert(sf.lease_id.as_bytes(), bytes)?;
+                        }
+                        self.shortfalls.insert(sf.lease_id.as_bytes(), to_canonical(&sf))?;
+                    }
+                    self.pending_shortfalls.remove(&k)?;
+                }
+                Some(false) => {
+                    self.pending_shortfalls.remove(&k)?;
+                }
+                None => {}
             }
         }
         Ok(())
+    }
+
+    /// The shortfall of a lease its tenant could not pay in full, once anchored.
+    pub fn shortfall(&self, lease: &Id) -> Result<Option<Shortfall>, SettleError> {
+        self.shortfalls
+            .get(lease.as_bytes())?
+            .map(|v| postcard::from_bytes(&v).map_err(|e| SettleError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// The settler's `Closed(InsufficientFunds)` events of anchored batches that `store` does
+    /// not hold yet: submit them through the node (they are gossiped like any lease event). Those
+    /// already stored are forgotten here, so each is handed out until it lands, then never again.
+    pub fn closes_to_publish(&self, store: &Store) -> Result<Vec<Signed<LeaseEvent>>, SettleError> {
+        let mut out = Vec::new();
+        for kv in self.unpublished.iter() {
+            let (k, v) = kv?;
+            let ev = Signed::<LeaseEvent>::decode(&v)
+                .map_err(|e| SettleError::Corrupt(format!("stored close: {e}")))?;
+            let id = ev.id();
+            if store.lease_events(&ev.body.lease_id)?.iter().any(|e| e.id() == id) {
+                self.unpublished.remove(&k)?;
+            } else {
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What each (tenant, denom) of `accruals` can pay: the lesser of its balance and its
+    /// remaining grant to the settler.
+    async fn funds(&self, accruals: &[LeaseAccrual]) -> Result<Funds, SettleError> {
+        let keys: BTreeSet<(String, String)> = accruals
+            .iter()
+            .map(|a| (a.terms.tenant_address.clone(), a.terms.price_per_hour.denom.clone()))
+            .collect();
+        let settler = self.address();
+        let mut out = Funds::new();
+        for (tenant, denom) in keys {
+            let can = match &self.backend {
+                Backend::Local(l) => l.spendable(&tenant, &settler, &denom)?,
+                #[cfg(feature = "cosmos")]
+                Backend::Cosmos(c) => {
+                    use leasemesh_settlement::cosmos::SendAllowance;
+                    let client = c.client();
+                    let chain = |e: leasemesh_settlement::cosmos::ChainError| {
+                        SettleError::Chain(e.to_string())
+                    };
+                    let balance = client.balance(&tenant, &denom).await.map_err(chain)?;
+                    match client.send_allowance(&tenant, &settler, &denom).await.map_err(chain)? {
+                        SendAllowance::Unlimited => balance,
+                        SendAllowance::Limited(limit) => balance.min(limit),
+                        SendAllowance::None => 0,
+                    }
+                }
+            };
+            out.insert((tenant, denom), can);
+        }
+        Ok(out)
     }
 
     fn cursor(&self, lease: &Id) -> Result<Option<AccrualCursor>, SettleError> {
@@ -236,7 +426,11 @@ impl Settlement {
                 continue;
             }
             let Some(terms) = lease_terms(store, &lease)? else { continue };
-            let events = counted_events(&lease, store.lease_events(&lease.lease_id)?);
+            let events = counted_events(
+                &lease,
+                &self.genesis.settlers,
+                store.lease_events(&lease.lease_id)?,
+            );
             let timeline = LeaseTimeline::from_events(&lease.lease_id, &events);
             let Some(started) = timeline.running_at_ms else { continue };
             let beats = store.proofs_of_life(&lease.provider, started, now_ms)?;
@@ -256,12 +450,18 @@ impl Settlement {
     ) -> Result<Option<Round>, SettleError> {
         self.resume().await?;
         self.apply_pending()?;
-        let accruals = self.plan(store, now_ms)?;
+        let mut accruals = self.plan(store, now_ms)?;
         if accruals.is_empty() {
             return Ok(None);
         }
+        let funds = self.funds(&accruals).await?;
+        let capped = cap_to_funds(&mut accruals, &funds);
         let (sequence, prev_batch) =
             self.journal.head()?.map_or((1, Hash::ZERO), |(s, id)| (s + 1, id));
+        let shortfalls: Vec<Shortfall> = capped
+            .into_iter()
+            .map(|(i, (owed, paid))| self.shortfall_of(&accruals[i], owed, paid, sequence))
+            .collect();
         let header =
             BatchHeader { settler: self.key.public(), sequence, prev_batch, created_at_ms: now_ms };
         let body: SettlementBatch = build_batch(&header, &accruals)?;
@@ -271,6 +471,11 @@ impl Settlement {
         let cursors: Vec<(Id, AccrualCursor)> =
             accruals.iter().map(|a| (a.terms.lease_id, a.cursor)).collect();
         self.pending.insert(sequence.to_be_bytes(), to_canonical(&cursors))?;
+        if shortfalls.is_empty() {
+            self.pending_shortfalls.remove(sequence.to_be_bytes())?;
+        } else {
+            self.pending_shortfalls.insert(sequence.to_be_bytes(), to_canonical(&shortfalls))?;
+        }
         let result = match &mut self.backend {
             Backend::Local(l) => self.journal.settle(l, batch).await,
             #[cfg(feature = "cosmos")]
@@ -278,8 +483,43 @@ impl Settlement {
         };
         self.apply_pending()?;
         let anchor = result?;
+        for sf in &shortfalls {
+            tracing::warn!(
+                lease = %sf.lease_id.short(), tenant = %sf.tenant_address, owed = %sf.owed,
+                paid = %sf.paid, unpaid = %sf.unpaid, denom = %sf.denom,
+                "tenant short of funds: lease closed"
+            );
+        }
         tracing::info!(sequence, batch = %batch_id.short(), leases = accruals.len(), records, height = anchor.height, "settlement batch anchored");
-        Ok(Some(Round { sequence, batch_id, leases: accruals.len(), records, anchor }))
+        Ok(Some(Round { sequence, batch_id, leases: accruals.len(), records, anchor, shortfalls }))
+    }
+
+    /// The record of a capped accrual, with the settler's signed close when the lease was still
+    /// open.
+    fn shortfall_of(&self, a: &LeaseAccrual, owed: u128, paid: u128, sequence: u64) -> Shortfall {
+        let closed_by_us = a.closed.is_some_and(|e| e.reason == CloseReason::InsufficientFunds);
+        let close_hex = closed_by_us.then(|| {
+            let ev = LeaseEvent {
+                version: leasemesh_protocol::v(),
+                lease_id: a.terms.lease_id,
+                order_id: a.terms.order_id,
+                at_ms: a.to_ms,
+                kind: LeaseEventKind::Closed { reason: CloseReason::InsufficientFunds },
+            };
+            hex::encode(Signed::sign(ev, &self.key).encode())
+        });
+        Shortfall {
+            lease_id: a.terms.lease_id,
+            tenant_address: a.terms.tenant_address.clone(),
+            provider_address: a.terms.provider_address.clone(),
+            denom: a.terms.price_per_hour.denom.clone(),
+            owed,
+            paid,
+            unpaid: owed - paid,
+            batch_sequence: sequence,
+            closed_at_ms: a.closed.map_or(a.to_ms, |e| e.at_ms),
+            close_hex,
+        }
     }
 
     /// Proofs for a lease in every anchored batch that holds it.
@@ -398,14 +638,21 @@ fn lease_terms(store: &Store, lease: &LeaseRecord) -> Result<Option<LeaseTerms>,
     }))
 }
 
-/// The events accrual may rely on: the provider's, plus the tenant's `Closed`.
-fn counted_events(lease: &LeaseRecord, events: Vec<Signed<LeaseEvent>>) -> Vec<LeaseEvent> {
+/// The events accrual may rely on: the provider's, the tenant's `Closed`, and a settler's
+/// `Closed(InsufficientFunds)`.
+fn counted_events(
+    lease: &LeaseRecord,
+    settlers: &[PublicKey],
+    events: Vec<Signed<LeaseEvent>>,
+) -> Vec<LeaseEvent> {
+    let funds_close = LeaseEventKind::Closed { reason: CloseReason::InsufficientFunds };
     events
         .into_iter()
         .filter(|e| {
             e.signer == lease.provider
                 || (matches!(e.body.kind, LeaseEventKind::Closed { .. })
                     && Some(e.signer) == lease.tenant)
+                || (e.body.kind == funds_close && settlers.contains(&e.signer))
         })
         .map(|e| e.body)
         .collect()
@@ -511,10 +758,6 @@ mod tests {
         let tenant_address = order.body.tenant_address.clone();
         let g = genesis(&tenant_address, &price.denom);
         let mut s = open(&dir.path().join("s"), g.clone()).await;
-        // No grant yet: the ledger refuses, nothing is paid, the cursor does not move.
-        assert!(s.settle_once(&store, t0 + 10_000).await.is_err());
-        assert_eq!(s.balances(&info.body.chain_address).await.unwrap(), vec![]);
-
         let grant = Signed::sign(
             SpendGrant {
                 version: 1,
@@ -530,7 +773,6 @@ mod tests {
         let stranger = Signed::sign(grant.body.clone(), &Keypair::from_seed_label("x"));
         assert!(s.apply_grant(&stranger).is_err());
 
-        // A rejected batch is never retried as is: the next round is a new batch.
         let round = s.settle_once(&store, t0 + 10_001).await.unwrap().unwrap();
         let want = price.amount * 3 / 3600; // 3.6 s run, whole seconds only
         let paid = s.balances(&info.body.chain_address).await.unwrap();
@@ -541,6 +783,7 @@ mod tests {
         let proofs = s.proofs(&samples::award().lease_id()).unwrap();
         assert_eq!(proofs.len(), 1);
         assert_eq!(proofs[0].batch_sequence, round.sequence);
+        assert!(round.shortfalls.is_empty());
         assert!(verify_lease_proof(&proofs[0].lease_proof, &proofs[0].lease_proof.merkle_root));
         let signed = Signed::<SettlementBatch>::decode_verified(
             &hex::decode(&proofs[0].signed_batch_hex).unwrap(),
@@ -553,5 +796,229 @@ mod tests {
         let mut s = open(&dir.path().join("s"), g).await;
         assert!(s.settle_once(&store, t0 + 30_000).await.unwrap().is_none());
         assert_eq!(s.balances(&info.body.chain_address).await.unwrap(), paid);
+    }
+
+    fn accrual(lease: u8, tenant: &str, amount: u128, closed: Option<CloseReason>) -> LeaseAccrual {
+        LeaseAccrual {
+            terms: LeaseTerms {
+                // Ids that sort as the numbers do.
+                lease_id: Hash([lease; 32]),
+                order_id: Hash::domain("test/order", &[&[lease]]),
+                tenant_address: tenant.into(),
+                provider_address: "p".into(),
+                price_per_hour: Coin::new("uakt", 3600),
+                lease_term_ms: 3_600_000,
+                grace_period_ms: 60_000,
+            },
+            opened_at_ms: None,
+            from_ms: 1000,
+            to_ms: 5000,
+            amount,
+            closed: closed.map(|reason| LeaseEnd { at_ms: 4000, reason }),
+            cursor: AccrualCursor {
+                started_at_ms: 0,
+                accrued_to_ms: 5000,
+                accrued_amount: amount + 100,
+                closed: closed.is_some(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_short_tenant_pays_what_it_has_in_lease_order_and_its_leases_end() {
+        let mut accruals = vec![
+            accrual(3, "poor", 40, None),
+            accrual(1, "poor", 50, Some(CloseReason::TenantClosed)),
+            accrual(2, "rich", 70, None),
+            accrual(4, "poor", 0, None),
+        ];
+        let mut funds = Funds::new();
+        funds.insert(("poor".into(), "uakt".into()), 60);
+        funds.insert(("rich".into(), "uakt".into()), 70);
+        let capped = cap_to_funds(&mut accruals, &funds);
+        // Lease 1 comes first by id: paid in full; lease 3 gets the last 10; lease 4 nothing.
+        assert_eq!(capped, BTreeMap::from([(0, (40, 10)), (1, (50, 50)), (3, (0, 0))]));
+        assert_eq!(accruals.iter().map(|a| a.amount).collect::<Vec<_>>(), vec![10, 50, 70, 0]);
+        // The rich tenant can pay exactly what it owes: untouched.
+        assert_eq!(accruals[2], accrual(2, "rich", 70, None));
+        // Still-open leases end where they were charged to; a lease that already ended keeps
+        // its own reason. All are closed for good.
+        let end = |a: &LeaseAccrual| a.closed.map(|e| (e.at_ms, e.reason));
+        assert_eq!(end(&accruals[0]), Some((5000, CloseReason::InsufficientFunds)));
+        assert_eq!(end(&accruals[1]), Some((4000, CloseReason::TenantClosed)));
+        assert_eq!(end(&accruals[3]), Some((5000, CloseReason::InsufficientFunds)));
+        assert!(accruals
+            .iter()
+            .filter(|a| a.terms.tenant_address == "poor")
+            .all(|a| a.cursor.closed));
+        assert_eq!(accruals[0].cursor.accrued_amount, 110, "the cursor counts what was charged");
+        // Nothing known about a tenant: it can pay nothing.
+        let mut lone = vec![accrual(9, "unknown", 1, None)];
+        assert_eq!(cap_to_funds(&mut lone, &Funds::new()), BTreeMap::from([(0, (1, 0))]));
+        // Zero owed with zero funds is not a shortfall.
+        let mut free = vec![accrual(9, "unknown", 0, None)];
+        assert!(cap_to_funds(&mut free, &Funds::new()).is_empty());
+    }
+
+    /// Three tenants lease from one provider; one granted the settler too little. The batch
+    /// still anchors, the others pay in full, the short tenant pays what its grant allows and
+    /// its lease is closed by a settler-signed `Closed(InsufficientFunds)`; nothing is charged
+    /// twice, also across a restart.
+    #[tokio::test]
+    async fn a_tenant_out_of_funds_is_closed_and_the_batch_still_anchors() {
+        let settler = samples::settler_key();
+        let (tx, _) = tokio::sync::broadcast::channel(64);
+        let store = Store::temporary().unwrap();
+        let ing = Ingest::new(store.clone(), tx).with_settlers(vec![settler.public()]);
+        let now = samples::SAMPLE_TIME_MS + 1;
+        let ok = |kind, bytes: &[u8]| {
+            let r = ing.ingest(kind, &[bytes], now);
+            assert_eq!(r[0].reason, Reason::Ok, "{}", r[0].detail);
+        };
+        let pk = samples::provider_key();
+        let info = Signed::sign(samples::provider_info(), &pk);
+        ok(Kind::ProviderInfo, &info.encode());
+        let provider_address = info.body.chain_address.clone();
+        let price = Coin::new("uakt", 450_000); // 125 per second
+        let names = ["rich-a", "rich-b", "poor"];
+        let mut awards = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let key = Keypair::from_seed_label(name);
+            let mut o = samples::order();
+            o.tenant = key.public();
+            o.tenant_address = format!("addr-{name}");
+            o.nonce = i as u64;
+            let o = Signed::sign(o, &key);
+            ok(Kind::Order, &o.encode());
+            awards.push(leasemesh_protocol::Award {
+                order_id: o.id(),
+                bid_id: Hash::domain("test/bid", &[name.as_bytes()]),
+                provider: pk.public(),
+                price_per_hour: price.clone(),
+                assignments: samples::award().assignments,
+            });
+        }
+        let mut mb = samples::match_batch();
+        mb.order_ids = awards.iter().map(|a| a.order_id).collect();
+        mb.order_ids.sort();
+        mb.bid_ids = awards.iter().map(|a| a.bid_id).collect();
+        mb.bid_ids.sort();
+        mb.awards = awards.clone();
+        mb.awards.sort_by_key(|a| a.order_id);
+        ok(Kind::MatchBatch, &Signed::sign(mb, &settler).encode());
+        let t0 = now + 1000;
+        for a in &awards {
+            let ev = LeaseEvent {
+                version: leasemesh_protocol::v(),
+                lease_id: a.lease_id(),
+                order_id: a.order_id,
+                at_ms: t0,
+                kind: LeaseEventKind::Running { endpoints: vec![] },
+            };
+            ok(Kind::LeaseEvent, &Signed::sign(ev, &pk).encode());
+        }
+        for i in 1..=10u64 {
+            let hb = leasemesh_protocol::Heartbeat {
+                version: leasemesh_protocol::v(),
+                provider: pk.public(),
+                sequence: i,
+                at_ms: t0 + i * 1000,
+                info_sequence: 1,
+            };
+            ok(Kind::Heartbeat, &Signed::sign(hb, &pk).encode());
+        }
+
+        let poor_lease = awards[2].lease_id();
+        let mut g = genesis("addr-rich-a", &price.denom);
+        g.balances.clear();
+        for name in names {
+            g.balances.push(super::super::genesis::GenesisBalance {
+                address: format!("addr-{name}"),
+                denom: price.denom.clone(),
+                amount: 1_000_000,
+                key: None,
+            });
+            // The poor tenant granted the settler 300: less than 5 s of its lease (625).
+            let limit = if name == "poor" { 300 } else { 1_000_000 };
+            g.grants.push(super::super::genesis::GenesisGrant {
+                tenant: format!("addr-{name}"),
+                denom: price.denom.clone(),
+                limit,
+            });
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(&dir.path().join("s"), g.clone()).await;
+        let balance = |s: &Settlement, a: &str| s.ledger.balance(a, &price.denom).unwrap();
+
+        let round = s.settle_once(&store, t0 + 5_000).await.unwrap().expect("a batch");
+        assert_eq!(round.leases, 3);
+        assert_eq!(balance(&s, "addr-rich-a"), 1_000_000 - 625);
+        assert_eq!(balance(&s, "addr-rich-b"), 1_000_000 - 625);
+        assert_eq!(balance(&s, "addr-poor"), 1_000_000 - 300);
+        assert_eq!(balance(&s, &provider_address), 625 + 625 + 300);
+        assert_eq!(s.grant_left("addr-poor", &price.denom).unwrap(), None, "grant spent");
+        let want = Shortfall {
+            lease_id: poor_lease,
+            tenant_address: "addr-poor".into(),
+            provider_address: provider_address.clone(),
+            denom: price.denom.clone(),
+            owed: 625,
+            paid: 300,
+            unpaid: 325,
+            batch_sequence: round.sequence,
+            closed_at_ms: t0 + 5_000,
+            close_hex: round.shortfalls.first().and_then(|x| x.close_hex.clone()),
+        };
+        assert_eq!(round.shortfalls, vec![want.clone()]);
+        assert_eq!(s.shortfall(&poor_lease).unwrap(), Some(want));
+        assert_eq!(s.shortfall(&awards[0].lease_id()).unwrap(), None);
+
+        // The anchored batch says why the lease ended, and what it was charged.
+        let proof = &s.proofs(&poor_lease).unwrap()[0].lease_proof;
+        let has =
+            |r: &leasemesh_protocol::SettlementRecord| proof.records.iter().any(|p| &p.record == r);
+        assert!(has(&leasemesh_protocol::SettlementRecord::LeaseClosed {
+            lease_id: poor_lease,
+            closed_at_ms: t0 + 5_000,
+            reason: CloseReason::InsufficientFunds,
+        }));
+        assert!(proof.records.iter().any(|p| matches!(
+            &p.record,
+            leasemesh_protocol::SettlementRecord::Accrual { amount: 300, .. }
+        )));
+
+        // The settler's close, to publish; the node accepts it and the lease is closed.
+        let closes = s.closes_to_publish(&store).unwrap();
+        assert_eq!(closes.len(), 1);
+        let close = &closes[0];
+        assert_eq!(close.signer, settler.public());
+        assert_eq!(close.body.lease_id, poor_lease);
+        assert_eq!(close.body.order_id, awards[2].order_id);
+        assert_eq!(
+            close.body.kind,
+            LeaseEventKind::Closed { reason: CloseReason::InsufficientFunds }
+        );
+        assert_eq!(close.body.at_ms, t0 + 5_000);
+        ok(Kind::LeaseEvent, &close.encode());
+        assert_eq!(store.lease(&poor_lease).unwrap().unwrap().state, "closed");
+        assert!(s.closes_to_publish(&store).unwrap().is_empty(), "published once");
+
+        // The next round pays the others in full and nothing more for the closed lease, even
+        // though the provider's heartbeats go on and the tenant is funded again.
+        s.ledger
+            .set_grant("addr-poor", &s.address(), &Coin::new(price.denom.clone(), 1_000_000))
+            .unwrap();
+        let round = s.settle_once(&store, t0 + 10_000).await.unwrap().expect("a batch");
+        assert_eq!(round.leases, 2);
+        assert!(round.shortfalls.is_empty());
+        assert_eq!(balance(&s, "addr-rich-a"), 1_000_000 - 1250);
+        assert_eq!(balance(&s, "addr-poor"), 1_000_000 - 300);
+        assert_eq!(balance(&s, &provider_address), 1250 + 1250 + 300);
+        assert_eq!(s.proofs(&poor_lease).unwrap().len(), 1);
+        drop(s);
+        let mut s = open(&dir.path().join("s"), g).await;
+        assert!(s.settle_once(&store, t0 + 10_000).await.unwrap().is_none());
+        assert_eq!(balance(&s, &provider_address), 1250 + 1250 + 300);
+        assert!(s.closes_to_publish(&store).unwrap().is_empty());
     }
 }
