@@ -13,10 +13,13 @@
 //! `len(tag) || tag || postcard(body)` where `tag` is the type's [`Signable::DOMAIN`]; the id is
 //! the BLAKE3 hash of the same bytes. Golden tests pin the bytes of sample objects.
 
+#[cfg(feature = "cosmos")]
+pub mod binding;
 pub mod codec;
 pub mod crypto;
 pub mod manifest;
 pub mod merkle;
+pub mod proof;
 pub mod samples;
 pub mod sdl;
 pub mod seal;
