@@ -19,7 +19,6 @@ pub mod codec;
 pub mod crypto;
 pub mod manifest;
 pub mod merkle;
-pub mod proof;
 pub mod samples;
 pub mod sdl;
 pub mod seal;
