@@ -3,83 +3,14 @@
 //! canonical bytes; the batch's signature and root are checked here; only the anchor's
 //! existence is asked of the node (or, for a chain, of the chain).
 //!
-//! The proof format is the settlement crate's `LeaseProof` (JSON); it is mirrored here so the
-//! light client needs nothing but the protocol crate.
+//! The proof format and its checker are [`leasemesh_protocol::proof`], shared with the settlement
+//! crate, so the light client needs nothing but the protocol crate.
 
-use std::collections::BTreeSet;
+use leasemesh_protocol::{Anchor, Hash, Id, SettlementBatch, Signed};
+use serde::Serialize;
 
-use leasemesh_protocol::merkle::Proof;
-use leasemesh_protocol::{Anchor, Hash, Id, SettlementBatch, SettlementRecord, Signed};
-use serde::{Deserialize, Serialize};
-
-/// One record and its Merkle proof.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProvenRecord {
-    pub record: SettlementRecord,
-    pub proof: Proof,
-}
-
-/// A lease's records in one batch, each with a proof to the batch root.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseProof {
-    pub lease_id: Id,
-    pub batch_sequence: u64,
-    pub merkle_root: Hash,
-    pub records: Vec<ProvenRecord>,
-}
-
-fn record_lease(r: &SettlementRecord) -> Option<&Id> {
-    match r {
-        SettlementRecord::LeaseOpened { lease_id, .. }
-        | SettlementRecord::Accrual { lease_id, .. }
-        | SettlementRecord::LeaseClosed { lease_id, .. } => Some(lease_id),
-        SettlementRecord::Payment { .. } => None,
-    }
-}
-
-/// True if every record is a leaf under `root` (at distinct positions), the proof names `root`,
-/// at least one record is about the lease and no other lease, and a payment, if present, is the
-/// one between the lease's tenant and provider in the lease's denom.
-pub fn verify_lease_proof(proof: &LeaseProof, root: &Hash) -> bool {
-    if proof.merkle_root != *root || proof.records.is_empty() {
-        return false;
-    }
-    let mut positions = BTreeSet::new();
-    let mut lease_records = 0usize;
-    let mut triple: Option<(&str, &str, &str)> = None;
-    let mut payment: Option<(&str, &str, &str)> = None;
-    for pr in &proof.records {
-        if !pr.proof.verify(&pr.record, root) || !positions.insert(pr.proof.index) {
-            return false;
-        }
-        match &pr.record {
-            SettlementRecord::Payment { tenant_address, provider_address, denom, .. } => {
-                if payment.replace((tenant_address, provider_address, denom)).is_some() {
-                    return false;
-                }
-            }
-            other => {
-                if record_lease(other) != Some(&proof.lease_id) {
-                    return false;
-                }
-                lease_records += 1;
-                match other {
-                    SettlementRecord::LeaseOpened {
-                        tenant_address,
-                        provider_address,
-                        price_per_hour,
-                        ..
-                    } => triple = Some((tenant_address, provider_address, &price_per_hour.denom)),
-                    SettlementRecord::Accrual {
-                        tenant_address, provider_address, denom, ..
-                    } => triple = Some((tenant_address, provider_address, denom)),
-                    _ => {}
-                }
-            }
-        }
-    }
-    lease_records > 0 && (payment.is_none() || triple == payment)
-}
+/// The proof format and its checker: the protocol crate's, the same the settler builds with.
+pub use leasemesh_protocol::proof::{record_lease, verify_lease_proof, LeaseProof, ProvenRecord};
 
 /// What `verify-lease` checked, each step on its own line of the report.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -150,93 +81,48 @@ pub fn check(proof: &LeaseProof, batch: Option<&Signed<SettlementBatch>>, v: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leasemesh_protocol::{merkle, CloseReason, Coin, Keypair};
+    use leasemesh_protocol::{merkle, samples, Keypair, SettlementRecord};
 
-    fn batch(lease: Id) -> SettlementBatch {
-        let mut records = vec![
-            SettlementRecord::LeaseOpened {
-                lease_id: lease,
-                order_id: Id::domain("o", &[]),
-                tenant_address: "t".into(),
-                provider_address: "p".into(),
-                price_per_hour: Coin::new("uakt", 3600),
-                started_at_ms: 0,
-            },
-            SettlementRecord::Accrual {
-                lease_id: lease,
-                tenant_address: "t".into(),
-                provider_address: "p".into(),
-                denom: "uakt".into(),
-                amount: 10,
-                from_ms: 0,
-                to_ms: 10_000,
-            },
-            SettlementRecord::LeaseClosed {
-                lease_id: lease,
-                closed_at_ms: 10_000,
-                reason: CloseReason::TenantClosed,
-            },
-            SettlementRecord::Payment {
-                tenant_address: "t".into(),
-                provider_address: "p".into(),
-                denom: "uakt".into(),
-                amount: 10,
-            },
-            SettlementRecord::LeaseClosed {
-                lease_id: Id::domain("other", &[]),
-                closed_at_ms: 1,
-                reason: CloseReason::TermEnded,
-            },
-        ];
-        records.sort();
-        let merkle_root = merkle::root(&records);
-        SettlementBatch {
-            version: leasemesh_protocol::v(),
-            settler: Keypair::from_seed_label("settler").public(),
-            sequence: 1,
-            prev_batch: Hash::ZERO,
-            created_at_ms: 1,
-            records,
-            merkle_root,
-        }
-    }
-
-    fn prove(b: &SettlementBatch, lease: Id) -> LeaseProof {
+    /// The sample batch holds one lease and its payment: prove all of it.
+    fn proof_of(b: &SettlementBatch) -> LeaseProof {
         let leaves: Vec<Hash> = b.records.iter().map(merkle::leaf_hash).collect();
-        let records = b
-            .records
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| {
-                record_lease(r) == Some(&lease) || matches!(r, SettlementRecord::Payment { .. })
-            })
-            .map(|(i, r)| ProvenRecord {
-                record: r.clone(),
-                proof: merkle::prove(&leaves, i).unwrap(),
-            })
-            .collect();
         LeaseProof {
-            lease_id: lease,
+            lease_id: b.records.iter().find_map(record_lease).copied().unwrap(),
             batch_sequence: b.sequence,
             merkle_root: b.merkle_root,
-            records,
+            records: (0..leaves.len())
+                .map(|i| ProvenRecord {
+                    record: b.records[i].clone(),
+                    proof: merkle::prove(&leaves, i).unwrap(),
+                })
+                .collect(),
         }
     }
 
     #[test]
-    fn a_true_proof_verifies_and_tampering_fails() {
-        let lease = Id::domain("lease", &[]);
-        let key = Keypair::from_seed_label("settler");
-        let b = batch(lease);
-        let signed = Signed::sign(b.clone(), &key);
-        let p = prove(&b, lease);
+    fn check_wants_the_settlers_signature_the_root_and_the_sequence() {
+        let b = samples::settlement_batch();
+        let signed = Signed::sign(b.clone(), &samples::settler_key());
+        let p = proof_of(&b);
         let mut v = Verification::default();
         check(&p, Some(&signed), &mut v);
-        assert!(v.proof_ok && v.batch_signature_ok, "{v:?}");
+        assert!(v.proof_ok && v.batch_signature_ok && v.problems.is_empty(), "{v:?}");
 
-        // A different amount in a record breaks its proof.
-        let mut bad = p.clone();
-        if let Some(SettlementRecord::Accrual { amount, .. }) = bad
+        // A batch signed by someone else's signature fails.
+        let mut forged = signed.clone();
+        forged.sig = Keypair::from_seed_label("mallory").sign(&signed.signing_message());
+        let mut v = Verification::default();
+        check(&p, Some(&forged), &mut v);
+        assert!(!v.batch_signature_ok && !v.verified());
+
+        // A proof that names another batch sequence or root fails.
+        let mut other_seq = p.clone();
+        other_seq.batch_sequence += 1;
+        let mut v = Verification::default();
+        check(&other_seq, Some(&signed), &mut v);
+        assert!(!v.batch_signature_ok);
+        let mut tampered = p.clone();
+        if let Some(SettlementRecord::Accrual { amount, .. }) = tampered
             .records
             .iter_mut()
             .map(|r| &mut r.record)
@@ -244,18 +130,13 @@ mod tests {
         {
             *amount += 1;
         }
-        assert!(!verify_lease_proof(&bad, &b.merkle_root));
-
-        // A batch signed by someone else's signature fails.
-        let mut forged = signed.clone();
-        forged.sig = Keypair::from_seed_label("mallory").sign(&signed.signing_message());
         let mut v = Verification::default();
-        check(&p, Some(&forged), &mut v);
-        assert!(!v.batch_signature_ok);
+        check(&tampered, Some(&signed), &mut v);
+        assert!(!v.proof_ok && v.batch_signature_ok);
 
-        // A proof that names another lease fails.
-        let mut other = p.clone();
-        other.lease_id = Id::domain("other", &[]);
-        assert!(!verify_lease_proof(&other, &b.merkle_root));
+        // No batch at all is a problem, whatever the proof.
+        let mut v = Verification::default();
+        check(&p, None, &mut v);
+        assert!(!v.verified());
     }
 }

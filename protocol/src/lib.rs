@@ -17,6 +17,7 @@
 pub mod binding;
 pub mod codec;
 pub mod crypto;
+pub mod proof;
 pub mod manifest;
 pub mod merkle;
 pub mod samples;

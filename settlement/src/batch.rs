@@ -9,7 +9,7 @@
 //!
 //! A [`LeaseProof`] carries every record of one lease in a batch (and the payment that covers
 //! it) with a Merkle proof each; a light client checks it against the anchored root with
-//! [`verify_lease_proof`] and nothing else.
+//! [`verify_lease_proof`] and nothing else (both from [`leasemesh_protocol::proof`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,6 +18,10 @@ use leasemesh_protocol::{
     Hash, Id, PublicKey, SettlementBatch, SettlementRecord, PROTOCOL_VERSION,
 };
 use serde::{Deserialize, Serialize};
+
+/// The proof format and its checker live in the protocol crate, so the light client and the
+/// settler share one checker; re-exported here for the settlement crate's users.
+pub use leasemesh_protocol::proof::{record_lease, verify_lease_proof, LeaseProof, ProvenRecord};
 
 use crate::accrual::{AccrualCursor, LeaseAccrual};
 
@@ -94,16 +98,6 @@ pub fn build_batch(
     })
 }
 
-/// The lease a record belongs to; `None` for payments (netted over many leases).
-pub fn record_lease(record: &SettlementRecord) -> Option<&Id> {
-    match record {
-        SettlementRecord::LeaseOpened { lease_id, .. }
-        | SettlementRecord::Accrual { lease_id, .. }
-        | SettlementRecord::LeaseClosed { lease_id, .. } => Some(lease_id),
-        SettlementRecord::Payment { .. } => None,
-    }
-}
-
 /// The netted payments of a batch, in record order.
 pub fn payments(batch: &SettlementBatch) -> Vec<(PaymentKey, u128)> {
     batch
@@ -148,25 +142,6 @@ pub fn advance_cursors(cursors: &mut BTreeMap<Id, AccrualCursor>, batch: &Settle
             SettlementRecord::Payment { .. } => {}
         }
     }
-}
-
-/// One record and the Merkle proof that it is a leaf under the batch root.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProvenRecord {
-    pub record: SettlementRecord,
-    pub proof: Proof,
-}
-
-/// Everything a light client needs to check that a lease is in an anchored batch: its records
-/// (and the payment that carried its accrual) with a Merkle proof each. Serializes to JSON with
-/// ids and hashes as hex and amounts as decimal strings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseProof {
-    pub lease_id: Id,
-    pub batch_sequence: u64,
-    /// The root the proofs lead to; compare it with the anchored root, not just with itself.
-    pub merkle_root: Hash,
-    pub records: Vec<ProvenRecord>,
 }
 
 /// Builds the proof for `lease_id` in `batch`, or `None` if the batch has no record of it.
@@ -280,57 +255,6 @@ impl<'a> BatchProver<'a> {
             merkle_root: self.batch.merkle_root,
             records: proven,
         })
-    }
-}
-
-/// True if every record of the proof is a leaf under `root`, the proof names `root`, at least
-/// one record is about the lease, every non-payment record is about the lease, and any payment
-/// is the one for the lease's (tenant, provider, denom).
-pub fn verify_lease_proof(proof: &LeaseProof, root: &Hash) -> bool {
-    if proof.merkle_root != *root || proof.records.is_empty() {
-        return false;
-    }
-    let mut indices = BTreeSet::new();
-    let mut lease_records = 0usize;
-    let mut triple: Option<(&String, &String, &String)> = None;
-    let mut payment: Option<(&String, &String, &String)> = None;
-    for pr in &proof.records {
-        if !pr.proof.verify(&pr.record, root) || !indices.insert(pr.proof.index) {
-            return false;
-        }
-        match &pr.record {
-            SettlementRecord::Payment { tenant_address, provider_address, denom, .. } => {
-                if payment.is_some() {
-                    return false;
-                }
-                payment = Some((tenant_address, provider_address, denom));
-            }
-            other => {
-                if record_lease(other) != Some(&proof.lease_id) {
-                    return false;
-                }
-                lease_records += 1;
-                match other {
-                    SettlementRecord::LeaseOpened {
-                        tenant_address,
-                        provider_address,
-                        price_per_hour,
-                        ..
-                    } => triple = Some((tenant_address, provider_address, &price_per_hour.denom)),
-                    SettlementRecord::Accrual {
-                        tenant_address, provider_address, denom, ..
-                    } => triple = Some((tenant_address, provider_address, denom)),
-                    _ => {}
-                }
-            }
-        }
-    }
-    if lease_records == 0 {
-        return false;
-    }
-    match payment {
-        None => true,
-        Some(p) => triple == Some(p),
     }
 }
 
