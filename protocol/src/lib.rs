@@ -17,9 +17,9 @@
 pub mod binding;
 pub mod codec;
 pub mod crypto;
-pub mod proof;
 pub mod manifest;
 pub mod merkle;
+pub mod proof;
 pub mod samples;
 pub mod sdl;
 pub mod seal;
