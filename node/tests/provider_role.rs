@@ -19,7 +19,7 @@ use leasemesh_protocol::manifest::{
 use leasemesh_protocol::seal;
 use leasemesh_protocol::{
     samples, Assignment, Attribute, Award, CloseReason, Hash, LeaseEvent, LeaseEventKind,
-    MatchBatch, Resources, ServiceGroup, Signed,
+    MatchBatch, Order, Resources, ServiceGroup, Signed,
 };
 
 const GIB: u64 = 1 << 30;
@@ -174,20 +174,82 @@ fn http(method: &str, url: String, body: Vec<u8>) -> (u16, String) {
 /// status and logs over the API → the tenant closes → containers removed.
 #[tokio::test]
 async fn awarded_lease_runs_from_a_sealed_manifest_and_stops_on_close() {
-    awarded_lease("e2e", 3_600_000, Close::ByTenant).await;
+    awarded_lease("e2e", 3_600_000, Close::Tenant).await;
 }
 
 /// The same lease with a short term and no close from the tenant: the provider closes it
 /// itself when the term runs out (TermEnded), and the containers go.
 #[tokio::test]
 async fn lease_closes_itself_when_its_term_ends() {
-    awarded_lease("term", 6_000, Close::ByTermEnd).await;
+    awarded_lease("term", 6_000, Close::TermEnd).await;
+}
+
+/// The same lease, but the settlement settler closes it because the tenant's funds ran out
+/// (a genesis settler signs Closed(InsufficientFunds)): the containers go and the capacity is
+/// free again. The node has a genesis here, so the award comes from a batch that passes its
+/// check (the matcher re-run on the epoch's inputs), as on a real mesh.
+#[tokio::test]
+async fn settler_closes_a_lease_whose_tenant_ran_out_of_funds() {
+    awarded_lease("funds", 3_600_000, Close::FundsOut).await;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Close {
-    ByTenant,
-    ByTermEnd,
+    /// The tenant signs the close.
+    Tenant,
+    /// The provider closes it when its term runs out.
+    TermEnd,
+    /// A genesis settler closes it: the tenant's funds ran out.
+    FundsOut,
+}
+
+/// Epochs of the test genesis (one settler: `samples::settler_key`).
+const EPOCH_MS: u64 = 1_000;
+
+fn write_genesis(home: &std::path::Path) -> std::path::PathBuf {
+    let path = home.join("genesis.toml");
+    let text = format!(
+        "network = \"provider-test\"\nepoch_ms = {EPOCH_MS}\nsettle_delay_ms = 0\nsettlers = [\"{}\"]\n",
+        samples::settler_key().public().to_hex()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The epoch's batch as its leader would make it: the matcher over the node's own inputs,
+/// once the epoch has closed.
+async fn matched_batch(node: &leasemesh_node::Node, order: &Signed<Order>) -> Signed<MatchBatch> {
+    use leasemesh_node::settler::{epoch::EpochClock, matching};
+    let clock = EpochClock { epoch_ms: EPOCH_MS, settle_delay_ms: 0, leader_timeout_ms: 2_000 };
+    let e = clock.order_epoch(&order.body);
+    let wait = clock.end_ms(e).saturating_sub(leasemesh_node::now_ms()) + 50;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    let store = &node.store;
+    let inputs = matching::gather(
+        &clock,
+        e,
+        vec![order.clone()],
+        |id| store.bids_for_order(id).unwrap_or_default(),
+        |p, at| store.provider_info_as_of(p, at).ok().flatten(),
+    );
+    matching::build_batch(&samples::settler_key(), e, Hash::ZERO, leasemesh_node::now_ms(), &inputs)
+}
+
+/// Waits until this provider's latest published info shows `cpu_millis` free on its host.
+async fn wait_free_cpu(node: &leasemesh_node::Node, cpu_millis: u64) -> anyhow::Result<()> {
+    let me = node.key.public();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let free = node.store.provider_info(&me)?.map(|i| i.body.hosts[0].free.cpu_millis);
+        if free == Some(cpu_millis) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "free cpu is {free:?}, want {cpu_millis}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn awarded_lease(test: &str, lease_term_ms: u64, close: Close) {
@@ -195,9 +257,14 @@ async fn awarded_lease(test: &str, lease_term_ms: u64, close: Close) {
     leasemesh_node::identity::create(&home.path().join(leasemesh_node::config::IDENTITY_FILE))
         .unwrap();
     let mut cfg = config(test);
-    if close == Close::ByTermEnd {
+    if close == Close::TermEnd {
         // Terms are checked on the heartbeat tick.
         cfg.provider.heartbeat_interval_ms = 500;
+    }
+    if close == Close::FundsOut {
+        // The node learns the settlers from the genesis; it does not lead or settle itself.
+        cfg.settler.genesis = write_genesis(home.path()).display().to_string();
+        cfg.settler.enabled = false;
     }
     let rt = DockerRuntime::connect(cfg.provider.runtime.clone()).await.unwrap();
     provider_support::ensure_image(&rt).await.unwrap();
@@ -206,11 +273,23 @@ async fn awarded_lease(test: &str, lease_term_ms: u64, close: Close) {
     let me = node.key.public();
     let api = format!("http://{}", running.api_addr);
     let mut events = node.events.subscribe();
+    // The host's free capacity before any lease (what a close must give back).
+    let idle_cpu = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(i) = node.store.provider_info(&me).unwrap() {
+                return i.body.hosts[0].free.cpu_millis;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the provider publishes its info at start");
 
     let m = web_manifest();
     let mut order = samples::order();
     order.created_at_ms = leasemesh_node::now_ms();
-    order.bid_window_ms = 30_000;
+    // With a genesis the award waits for the epoch to close: keep the auction short.
+    order.bid_window_ms = if close == Close::FundsOut { 1_500 } else { 30_000 };
     order.lease_term_ms = lease_term_ms;
     order.placement.attributes = vec![];
     order.placement.min_uptime_bps = 0;
@@ -243,6 +322,22 @@ async fn awarded_lease(test: &str, lease_term_ms: u64, close: Close) {
     let bid = node.store.bid(&bid_id).unwrap().unwrap();
 
     // The epoch's batch awards the order to this provider.
+    if close == Close::FundsOut {
+        let batch = matched_batch(&node, &order).await;
+        let award = batch.body.awards.iter().find(|a| a.order_id == order_id).cloned();
+        let award = award.expect("the matcher awards the order to the only bidder");
+        assert_eq!(award.provider, me);
+        node.submit(Kind::MatchBatch, batch.encode())
+            .await
+            .map_err(|o| format!("{:?}: {}", o.reason, o.detail))
+            .expect("the node accepts the matched batch");
+        let lease_id = award.lease_id();
+        let result =
+            lease_flow(&node, &mut events, &api, (lease_id, order_id), &m, close, idle_cpu).await;
+        rt.close(&lease_id).await.unwrap();
+        running.shutdown().await;
+        return result.unwrap();
+    }
     let award = Award {
         order_id,
         bid_id,
@@ -273,7 +368,8 @@ async fn awarded_lease(test: &str, lease_term_ms: u64, close: Close) {
         .await
         .unwrap();
 
-    let result = lease_flow(&node, &mut events, &api, lease_id, order_id, &m, close).await;
+    let result =
+        lease_flow(&node, &mut events, &api, (lease_id, order_id), &m, close, idle_cpu).await;
     rt.close(&lease_id).await.unwrap();
     running.shutdown().await;
     result.unwrap();
@@ -283,10 +379,10 @@ async fn lease_flow(
     node: &leasemesh_node::Node,
     events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
     api: &str,
-    lease_id: leasemesh_protocol::Id,
-    order_id: leasemesh_protocol::Id,
+    (lease_id, order_id): (leasemesh_protocol::Id, leasemesh_protocol::Id),
     m: &Manifest,
     close: Close,
+    idle_cpu: u64,
 ) -> anyhow::Result<()> {
     use anyhow::{ensure, Context};
     // The tenant seals the manifest to the key in the provider's info and posts it.
@@ -347,18 +443,43 @@ async fn lease_flow(
     ensure!(logs.0 == 200 && logs.1.contains("e2e lease up"), "logs: {logs:?}");
     ensure!(page.0 == 200 && page.1.contains("leasemesh provider test page"), "page: {page:?}");
 
-    if close == Close::ByTenant {
-        // The tenant closes the lease: the provider removes the containers.
-        let close = LeaseEvent {
+    // While it runs, the lease's 500 millicores are taken from the host.
+    wait_free_cpu(node, idle_cpu - 500).await?;
+    let signed_close = |reason, key: &leasemesh_protocol::Keypair| {
+        let ev = LeaseEvent {
             version: leasemesh_protocol::v(),
             lease_id,
             order_id,
             at_ms: leasemesh_node::now_ms(),
-            kind: LeaseEventKind::Closed { reason: CloseReason::TenantClosed },
+            kind: LeaseEventKind::Closed { reason },
         };
-        node.submit(Kind::LeaseEvent, Signed::sign(close, &samples::tenant_key()).encode())
+        Signed::sign(ev, key).encode()
+    };
+    match close {
+        // The tenant closes the lease: the provider removes the containers.
+        Close::Tenant => node
+            .submit(
+                Kind::LeaseEvent,
+                signed_close(CloseReason::TenantClosed, &samples::tenant_key()),
+            )
             .await
-            .map_err(|o| anyhow::anyhow!("close refused: {}", o.detail))?;
+            .map(|_| ())
+            .map_err(|o| anyhow::anyhow!("close refused: {}", o.detail))?,
+        Close::FundsOut => {
+            // Only a settler may claim the tenant's funds ran out: the tenant cannot.
+            let forged = node
+                .submit(
+                    Kind::LeaseEvent,
+                    signed_close(CloseReason::InsufficientFunds, &samples::tenant_key()),
+                )
+                .await;
+            ensure!(forged.is_err(), "a tenant-signed InsufficientFunds close was accepted");
+            let ev = signed_close(CloseReason::InsufficientFunds, &samples::settler_key());
+            node.submit(Kind::LeaseEvent, ev)
+                .await
+                .map_err(|o| anyhow::anyhow!("settler close refused: {}", o.detail))?;
+        }
+        Close::TermEnd => {}
     }
     let url = format!("{api}/v1/leases/{lid}/status");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -371,10 +492,13 @@ async fn lease_flow(
         ensure!(std::time::Instant::now() < deadline, "containers still there after close");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The capacity is free again, and the provider says so.
+    wait_free_cpu(node, idle_cpu).await?;
     // Who closed it, and why, is on record as a signed event.
     let (signer, reason) = match close {
-        Close::ByTenant => (samples::tenant_key().public(), CloseReason::TenantClosed),
-        Close::ByTermEnd => (node.key.public(), CloseReason::TermEnded),
+        Close::Tenant => (samples::tenant_key().public(), CloseReason::TenantClosed),
+        Close::TermEnd => (node.key.public(), CloseReason::TermEnded),
+        Close::FundsOut => (samples::settler_key().public(), CloseReason::InsufficientFunds),
     };
     let closed = node
         .store

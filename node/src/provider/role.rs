@@ -177,8 +177,11 @@ async fn run_market(node: Node, shared: Arc<Shared>, mut shutdown: watch::Receiv
                     tracing::debug!(order = %order_id.short(), "auction lost: reservation released");
                 }
             }
-            Ok(NodeEvent::Lease { lease_id, state, .. }) if state == "closed" => {
-                on_closed(&shared, lease_id);
+            // Whoever closed it (the tenant, this provider at the end of the term, or a genesis
+            // settler when the tenant's funds ran out: the ingest pipeline checked the signer),
+            // the lease stops here.
+            Ok(NodeEvent::Lease { lease_id, state, event_id }) if state == "closed" => {
+                on_closed(&node, &shared, lease_id, event_id);
             }
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -220,11 +223,19 @@ async fn on_order(node: &Node, shared: &Shared, id: Id) {
     }
 }
 
-/// A closed lease (by its tenant or by us): stop and remove its containers, free its capacity.
-fn on_closed(shared: &Arc<Shared>, lease_id: Id) {
+/// A closed lease (by its tenant, by us, or by the settler for insufficient funds): stop and
+/// remove its containers, free its capacity.
+fn on_closed(node: &Node, shared: &Arc<Shared>, lease_id: Id, event_id: Id) {
     if shared.engine().inventory.allocation(&lease_id).is_none() {
         return;
     }
+    let reason = node.store.lease_events(&lease_id).ok().and_then(|evs| {
+        evs.into_iter().find(|e| e.id() == event_id).and_then(|e| match e.body.kind {
+            LeaseEventKind::Closed { reason } => Some(reason),
+            _ => None,
+        })
+    });
+    tracing::info!(lease = %lease_id.short(), ?reason, "lease closed: stopping its containers");
     shared.pending().settle(&lease_id);
     let shared = shared.clone();
     tokio::spawn(async move {
