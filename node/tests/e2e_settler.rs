@@ -210,7 +210,8 @@ fn every_node_accepts_the_same_batch_and_refuses_a_tampered_one() {
             address: TENANT_ADDRESS.into(),
             denom: "uakt".into(),
             amount: 1_000_000_000,
-            key: None,
+            // The key that signs the tenant's orders controls the address they charge.
+            key: Some(samples::tenant_key().public()),
         }],
         grants: vec![GenesisGrant {
             tenant: TENANT_ADDRESS.into(),

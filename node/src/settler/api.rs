@@ -12,6 +12,12 @@
 //! - `POST /v1/ledger/grants` (settlement settler): `{"signed_hex": hex of Signed<SpendGrant>}`
 //!   → 201 `{tenant_address, denom, limit}`.
 //! - `GET /v1/ledger/grants/{tenant}/{denom}`: the grant left, `{limit: "..." | null}`.
+//! - `POST /v1/ledger/bindings` (settlement settler, chain backends): `{address, pubkey_hex,
+//!   signature_b64, tenant_key_hex}`, an ADR-036 signature by the address's chain key binding it
+//!   to the tenant's ed25519 key → 201 `{address, tenant_key_hex, pubkey_hex, signature_b64}`;
+//!   400 malformed, 422 does not verify, 409 already bound to another key, 400
+//!   `not_a_chain_backend` on the embedded ledger. See [`super::settle::tenant_bindings`].
+//! - `GET /v1/ledger/bindings/{address}`: the stored binding, 404 when there is none.
 
 use std::sync::Arc;
 
@@ -28,7 +34,7 @@ use super::settle::{settler_address, SpendGrant};
 use super::{epoch, Shared};
 use crate::now_ms;
 
-fn error(status: StatusCode, code: &str, detail: impl std::fmt::Display) -> Response {
+pub(super) fn error(status: StatusCode, code: &str, detail: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": code, "detail": detail.to_string() }))).into_response()
 }
 
@@ -42,6 +48,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/ledger/entries/{hash}", get(ledger_entry))
         .route("/v1/ledger/grants", post(post_grant))
         .route("/v1/ledger/grants/{tenant}/{denom}", get(get_grant))
+        .route("/v1/ledger/bindings", post(super::settle::tenant_bindings::api::post_binding))
+        .route(
+            "/v1/ledger/bindings/{address}",
+            get(super::settle::tenant_bindings::api::get_binding),
+        )
         .with_state(shared)
 }
 
@@ -135,10 +146,14 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
         "batches_rejected": rejected,
         "settles": s.settlement.is_some(),
         "settlement_address": settlement_address,
+        "settlement_backend": s.genesis.settlement.backend,
+        // The chain parameters of the Cosmos backend (rpc_url, chain_id, account_prefix,
+        // fee_denom, gas_price), for clients that grant and bind on the chain.
+        "settlement_chain": s.genesis.settlement.cosmos,
     }))
 }
 
-fn not_settler() -> Response {
+pub(super) fn not_settler() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "not_the_settlement_settler",

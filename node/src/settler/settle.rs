@@ -42,6 +42,8 @@ use serde::{Deserialize, Serialize};
 use super::genesis::Genesis;
 use crate::store::{LeaseRecord, Store, StoreError};
 
+pub mod tenant_bindings;
+
 const GENESIS_APPLIED: &[u8] = b"genesis_applied";
 
 /// Why settling failed.
@@ -190,6 +192,8 @@ pub struct Settlement {
     shortfalls: sled::Tree,
     /// Lease id → the settler's signed close, until the node's store holds it.
     unpublished: sled::Tree,
+    /// Chain address → the tenant key it is bound to ([`tenant_bindings`]).
+    bindings: sled::Tree,
     meta: sled::Tree,
     key: Keypair,
     genesis: Genesis,
@@ -229,6 +233,7 @@ impl Settlement {
             pending_shortfalls: db.open_tree("settler/pending_shortfalls")?,
             shortfalls: db.open_tree("settler/shortfalls")?,
             unpublished: db.open_tree("settler/unpublished_closes")?,
+            bindings: db.open_tree(tenant_bindings::TREE)?,
             meta: db.open_tree("settler/meta")?,
             key,
             genesis,
@@ -455,7 +460,9 @@ impl Settlement {
             return Ok(None);
         }
         let funds = self.funds(&accruals).await?;
-        let capped = cap_to_funds(&mut accruals, &funds);
+        // An order's signer that does not control its tenant address: nothing to charge there.
+        let uncontrolled = self.uncontrolled(store, &accruals)?;
+        let capped = tenant_bindings::cap_to_funds_controlled(&mut accruals, &funds, &uncontrolled);
         let (sequence, prev_batch) =
             self.journal.head()?.map_or((1, Hash::ZERO), |(s, id)| (s + 1, id));
         let shortfalls: Vec<Shortfall> = capped
@@ -601,12 +608,8 @@ impl Settlement {
                 self.address()
             )));
         }
-        let controls = b.tenant_address == g.signer.to_hex()
-            || self
-                .genesis
-                .balances
-                .iter()
-                .any(|x| x.address == b.tenant_address && x.key == Some(g.signer));
+        let controls =
+            tenant_bindings::listed_controls(&self.genesis, &b.tenant_address, &g.signer);
         if !controls {
             return Err(SettleError::Grant(format!(
                 "key {} does not control address {} (use the key's hex as the address, or list the key in the genesis balance)",
@@ -936,7 +939,8 @@ mod tests {
                 address: format!("addr-{name}"),
                 denom: price.denom.clone(),
                 amount: 1_000_000,
-                key: None,
+                // The order's signer controls the address it names.
+                key: Some(Keypair::from_seed_label(name).public()),
             });
             // The poor tenant granted the settler 300: less than 5 s of its lease (625).
             let limit = if name == "poor" { 300 } else { 1_000_000 };
