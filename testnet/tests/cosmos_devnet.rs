@@ -112,7 +112,12 @@ async fn settlement_on_the_devnet() {
     for t in tenants {
         let g = client.send_grant(&t.address, cosmos.address()).await.unwrap();
         assert_eq!(g, Some(vec![(DENOM.to_string(), GRANT)]));
+        // What the settler reads before charging a tenant (min with the balance).
+        let allowance = client.send_allowance(&t.address, cosmos.address(), DENOM).await.unwrap();
+        assert_eq!(allowance, leasemesh_settlement::cosmos::SendAllowance::Limited(GRANT));
     }
+    let none = client.send_allowance(&stranger.address, cosmos.address(), DENOM).await.unwrap();
+    assert_eq!(none, leasemesh_settlement::cosmos::SendAllowance::None);
 
     // 1. A batch of 1,000 payments, every (tenant, provider) pair once, through the journal.
     let batch1 = payment_batch(
