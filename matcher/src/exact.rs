@@ -21,7 +21,7 @@ use leasemesh_protocol::Id;
 
 use crate::input::EpochInput;
 use crate::outcome::EpochOutcome;
-use crate::prepare::{prepare, GroupReq, HostState, Prepared, STAGE_ELIGIBLE};
+use crate::prepare::{prepare, GroupReq, HostState, Prepared};
 
 /// Largest number of orders [`solve`] accepts.
 pub const MAX_EXACT_ORDERS: usize = 16;
@@ -93,9 +93,7 @@ pub fn solve(input: &EpochInput) -> Result<ExactSolution, ExactError> {
         let mut opts: Vec<Option_> = Vec::new();
         if o.groups.iter().all(|g| g.satisfiable) {
             for c in prep.cands_of(o) {
-                if c.stage == STAGE_ELIGIBLE
-                    && !opts.iter().any(|x| x.provider == c.provider as usize)
-                {
+                if !opts.iter().any(|x| x.provider == c.provider as usize) {
                     opts.push(Option_ {
                         provider: c.provider as usize,
                         price: c.price,
@@ -132,7 +130,7 @@ pub fn solve(input: &EpochInput) -> Result<ExactSolution, ExactError> {
     let (mut filled, mut total_price) = (0usize, 0u128);
     for (pos, c) in s.best.iter().enumerate() {
         if let Some(c) = c {
-            choice[s.seq[pos]].1 = prep.ids.bid_ids.get(c.bid as usize).copied();
+            choice[s.seq[pos]].1 = prep.bid(c.bid).map(|(id, _)| id);
             filled += 1;
             total_price = total_price.saturating_add(c.price);
         }

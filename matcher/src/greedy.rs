@@ -73,7 +73,7 @@ pub fn match_epoch(input: &EpochInput) -> EpochOutcome {
             tried.clear();
             let cands = prep.cands.get(o.cands.0 as usize..o.cands.1 as usize).unwrap_or(&[]);
             for c in cands {
-                if c.stage != STAGE_ELIGIBLE || tried.contains(&c.provider) {
+                if tried.contains(&c.provider) {
                     continue;
                 }
                 tried.push(c.provider);

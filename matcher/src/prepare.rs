@@ -1,6 +1,18 @@
 //! Shared first step of the greedy matcher and the exact solver: sort and deduplicate the
 //! inputs, record exclusions, intern names, turn snapshots and orders into compact integer
-//! forms, and list each order's bids cheapest first.
+//! forms, and list each order's eligible bids cheapest first.
+//!
+//! # Cost
+//! With a million bids this step is bound by memory, not by arithmetic: every fresh megabyte
+//! costs page faults, and every random access into a large array a cache miss. So:
+//! - the sorted, deduplicated id lists are built in the output vectors themselves (a bucket
+//!   scatter on the first byte, then small in-cache sorts), with no `(id, position)` side
+//!   arrays; duplicates, which honest inputs never hold, are resolved by a second pass only
+//!   when there are any;
+//! - bids are walked once in input order (memory order) and only the eligible ones are kept,
+//!   as 12-byte `(order, bid, provider)` records, then grouped per order by a counting sort;
+//! - names and attributes are interned once, so the per-bid checks compare integers;
+//! - tie-break hashes are computed only where two bids of an order ask the same price.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -58,8 +70,8 @@ impl HostState<'_> {
 pub(crate) struct PProvider<'a> {
     pub key: PublicKey,
     pub uptime_bps: u16,
-    /// Sorted.
-    pub attrs: Vec<&'a Attribute>,
+    /// Interned attributes (see [`prepare`]), sorted.
+    pub attrs: Vec<u32>,
     /// Sorted by name.
     pub hosts: Vec<HostState<'a>>,
     /// Summaries of what is free, for quick rejections: CPU over all hosts, the most CPU on
@@ -183,14 +195,13 @@ impl GroupReq {
 fn per(free: u64, need: u64) -> u64 {
     free.checked_div(need).unwrap_or(u64::MAX)
 }
-
 #[derive(Debug, Clone)]
 pub(crate) struct POrder<'a> {
     pub id: Id,
     pub order: &'a Order,
     pub groups: Vec<GroupReq>,
     pub max_price: u128,
-    /// Range of this order's bids in `Prepared::cands`.
+    /// Range of this order's eligible bids in `Prepared::cands`.
     pub cands: (u32, u32),
     /// Bids that passed the static checks.
     pub eligible: u32,
@@ -205,15 +216,14 @@ pub(crate) struct POrder<'a> {
     pub rank: [u8; 16],
 }
 
-/// A kept bid in compact form.
-#[derive(Debug, Clone, Copy)]
+/// An eligible bid (it passed every static check) in compact form.
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Cand {
     pub price: u128,
-    /// Rank of the bid (index into the sorted bid ids).
+    /// Position of the bid in `EpochInput::bids` (the kept copy of its id).
     pub bid: u32,
     /// Index into `Prepared::providers`.
     pub provider: u32,
-    pub stage: u8,
 }
 
 #[derive(Debug)]
@@ -223,9 +233,7 @@ pub(crate) struct Prepared<'a> {
     /// Kept snapshots, sorted by provider key.
     pub providers: Vec<PProvider<'a>>,
     pub input: &'a EpochInput,
-    /// Input position of each distinct bid, in id order (the bid's "rank").
-    pub bid_pos: Vec<u32>,
-    /// Every order's kept bids, cheapest first, equal prices in salted-hash order.
+    /// Every order's eligible bids, cheapest first, equal prices in salted-hash order.
     pub cands: Vec<Cand>,
     pub excluded: Vec<Excluded>,
     pub ids: InputIds,
@@ -233,11 +241,9 @@ pub(crate) struct Prepared<'a> {
 }
 
 impl<'a> Prepared<'a> {
-    /// The id and body of the bid of rank `rank`.
-    pub fn bid(&self, rank: u32) -> Option<(Id, &'a Bid)> {
-        let id = *self.ids.bid_ids.get(rank as usize)?;
-        let pos = *self.bid_pos.get(rank as usize)?;
-        self.input.bids.get(pos as usize).map(|(_, b)| (id, b))
+    /// The id and body of the bid at input position `pos` (a [`Cand::bid`]).
+    pub fn bid(&self, pos: u32) -> Option<(Id, &'a Bid)> {
+        self.input.bids.get(pos as usize).map(|(id, b)| (*id, b))
     }
 
     pub fn cands_of(&self, order: &POrder<'_>) -> &[Cand] {
@@ -245,12 +251,13 @@ impl<'a> Prepared<'a> {
     }
 }
 
-/// An input list sorted by id with one entry per id.
+/// An input list's distinct ids, and which entries were extra copies.
 struct Deduped {
-    /// (id, input position) of the kept entries, sorted by id.
-    sorted: Vec<(Id, u32)>,
-    /// Per input position: its index in `sorted` if it is the copy that was kept, else `NONE`.
-    rank_of_pos: Vec<u32>,
+    /// The distinct ids, sorted.
+    ids: Vec<Id>,
+    /// Input positions of the copies that were not kept, sorted (empty unless the list held
+    /// the same id twice).
+    dropped: Vec<u32>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -267,81 +274,116 @@ fn bucket_bits(n: usize) -> u32 {
     (usize::BITS - n.leading_zeros()).clamp(1, 16)
 }
 
-/// Sorts by id and keeps one entry per id; extra copies are excluded as duplicates. Entries
-/// that share an id but differ (a caller bug) keep the one with the smallest canonical bytes,
-/// so the choice never depends on list order.
+/// Sorts the ids of a list and keeps one entry per id; extra copies are excluded as
+/// duplicates. Entries that share an id but differ (a caller bug) keep the one with the
+/// smallest canonical bytes (then the first), so the choice never depends on list order.
 ///
-/// Ids are hashes, so a bucket sort on their top bits followed by a comparison sort inside each
-/// (small) bucket is linear on average; crafted ids that crowd one bucket only fall back to the
-/// comparison sort.
+/// The ids are sorted in the output vector itself: one scatter pass on the first byte (256
+/// output streams stay in cache; ids are hashes, so the buckets are even), then a sort on the
+/// 64-bit prefix inside each bucket (a few thousand ids, in cache), then full ids where
+/// prefixes tie. Crafted ids that crowd one bucket only fall back to the comparison sort.
 fn dedupe<T: Serialize>(
     items: &[(Id, T)],
     kind: InputKind,
     excluded: &mut Vec<Excluded>,
 ) -> Deduped {
-    // One scatter pass on the top 8 bits (256 output streams stay in cache), then a sort on
-    // the 64-bit prefix inside each bucket, then full ids where prefixes tie.
-    const SHIFT: u32 = 56;
-    let mut starts = vec![0u32; 257];
+    let mut starts = [0u32; 257];
     for (id, _) in items {
-        starts[(prefix(id) >> SHIFT) as usize + 1] += 1;
+        starts[usize::from(id.as_bytes()[0]) + 1] += 1;
     }
     for b in 0..256 {
         starts[b + 1] += starts[b];
     }
-    let mut fill = starts.clone();
-    let mut keyed: Vec<(Id, u32)> = vec![(Hash::ZERO, 0); items.len()];
-    for (i, (id, _)) in items.iter().enumerate() {
-        let slot = &mut fill[(prefix(id) >> SHIFT) as usize];
-        keyed[*slot as usize] = (*id, i as u32);
+    let mut fill = starts;
+    let mut ids: Vec<Id> = vec![Hash::ZERO; items.len()];
+    for (id, _) in items {
+        let slot = &mut fill[usize::from(id.as_bytes()[0])];
+        ids[*slot as usize] = *id;
         *slot += 1;
     }
     for b in 0..256 {
-        let bucket = &mut keyed[starts[b] as usize..starts[b + 1] as usize];
-        bucket.sort_unstable_by_key(|e| prefix(&e.0));
+        let bucket = &mut ids[starts[b] as usize..starts[b + 1] as usize];
+        bucket.sort_unstable_by_key(prefix);
         let mut i = 0;
         while i < bucket.len() {
-            let p = prefix(&bucket[i].0);
+            let p = prefix(&bucket[i]);
             let mut j = i + 1;
-            while j < bucket.len() && prefix(&bucket[j].0) == p {
+            while j < bucket.len() && prefix(&bucket[j]) == p {
                 j += 1;
             }
             if j - i > 1 {
-                bucket[i..j].sort_unstable_by_key(|e| e.0);
+                bucket[i..j].sort_unstable();
             }
             i = j;
         }
     }
-    // Compact in place: one entry per id (no second 36-byte-per-entry array).
-    let mut rank_of_pos = vec![NONE; items.len()];
+    // Compact in place; remember which ids had copies.
+    let mut copied: Vec<Id> = Vec::new();
     let mut out = 0usize;
-    let mut i = 0;
-    while i < keyed.len() {
-        let id = keyed[i].0;
-        let mut j = i + 1;
-        while j < keyed.len() && keyed[j].0 == id {
-            j += 1;
-        }
-        let pick = if j - i == 1 {
-            keyed[i].1
-        } else {
-            for _ in i + 1..j {
-                excluded.push(Excluded { kind, id, reason: ExcludedReason::Duplicate });
+    for i in 0..ids.len() {
+        let id = ids[i];
+        if out > 0 && ids[out - 1] == id {
+            if copied.last() != Some(&id) {
+                copied.push(id);
             }
-            keyed[i..j]
-                .iter()
-                .map(|(_, k)| (to_canonical(&items[*k as usize].1), *k))
-                .min()
-                .map_or(keyed[i].1, |(_, k)| k)
-        };
-        rank_of_pos[pick as usize] = out as u32;
-        keyed[out] = (id, pick);
+            continue;
+        }
+        ids[out] = id;
         out += 1;
-        i = j;
     }
-    keyed.truncate(out);
-    let sorted = keyed;
-    Deduped { sorted, rank_of_pos }
+    ids.truncate(out);
+    let dropped =
+        if copied.is_empty() { Vec::new() } else { drop_copies(items, &copied, kind, excluded) };
+    Deduped { ids, dropped }
+}
+
+/// For each id of `copied` (sorted, each held by two or more entries of `items`): keeps the
+/// entry with the smallest (canonical bytes, position), excludes the others as duplicates, and
+/// returns their positions, sorted.
+fn drop_copies<T: Serialize>(
+    items: &[(Id, T)],
+    copied: &[Id],
+    kind: InputKind,
+    excluded: &mut Vec<Excluded>,
+) -> Vec<u32> {
+    let mut entries: Vec<(Id, u32)> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, (id, _))| copied.binary_search(id).is_ok())
+        .map(|(pos, (id, _))| (*id, pos as u32))
+        .collect();
+    entries.sort_unstable();
+    let mut dropped: Vec<u32> = Vec::new();
+    for same in entries.chunk_by(|a, b| a.0 == b.0) {
+        let keep = same
+            .iter()
+            .map(|(_, pos)| (to_canonical(&items[*pos as usize].1), *pos))
+            .min()
+            .map(|(_, pos)| pos);
+        for (id, pos) in same {
+            if Some(*pos) != keep {
+                excluded.push(Excluded { kind, id: *id, reason: ExcludedReason::Duplicate });
+                dropped.push(*pos);
+            }
+        }
+    }
+    dropped.sort_unstable();
+    dropped
+}
+
+/// The entries of `items` that [`dedupe`] kept, with their positions, in input order.
+fn kept<'a, 'd, T>(
+    items: &'a [(Id, T)],
+    dropped: &'d [u32],
+) -> impl Iterator<Item = (u32, &'a Id, &'a T)> + use<'a, 'd, T> {
+    let mut next_dropped = dropped.iter().copied().peekable();
+    items.iter().enumerate().filter_map(move |(pos, (id, item))| {
+        let pos = pos as u32;
+        if next_dropped.next_if_eq(&pos).is_some() {
+            return None;
+        }
+        Some((pos, id, item))
+    })
 }
 
 /// Finds ids (or keys) in a sorted list in about constant time: a table of where each top-bits bucket
@@ -384,10 +426,10 @@ impl IdIndex {
     }
 }
 
-fn key_prefix(k: &PublicKey) -> [u8; 8] {
+fn key_prefix(k: &PublicKey) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&k.0[..8]);
-    b
+    u64::from_be_bytes(b)
 }
 
 fn order_is_valid(o: &Order) -> bool {
@@ -397,31 +439,40 @@ fn order_is_valid(o: &Order) -> bool {
             .all(|g| g.count > 0 && g.resources.gpu.as_ref().is_none_or(|x| x.units > 0))
 }
 
+/// What the bid checks need of an order, by the order's index in the sorted order ids.
+struct Slot {
+    max_price: u128,
+    /// Index into `Prepared::orders`, or `NONE` for an order excluded as invalid.
+    order: u32,
+    /// Index into the sorted order denoms.
+    denom: u32,
+    /// The order's placement attributes, interned: a range of `order_attrs`. `None` when it
+    /// asks for an attribute no provider declares: no provider can satisfy it.
+    attrs: Option<(u32, u32)>,
+    min_uptime: u16,
+}
+
 pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
     let mut excluded = Vec::new();
     let orders_dd = dedupe(&input.orders, InputKind::Order, &mut excluded);
-    let Deduped { sorted: bids_sorted, rank_of_pos: bid_rank } =
-        dedupe(&input.bids, InputKind::Bid, &mut excluded);
+    let bids_dd = dedupe(&input.bids, InputKind::Bid, &mut excluded);
     let infos_dd = dedupe(&input.providers, InputKind::ProviderInfo, &mut excluded);
     let ids = InputIds {
-        order_ids: orders_dd.sorted.iter().map(|(id, _)| *id).collect(),
-        bid_ids: bids_sorted.iter().map(|(id, _)| *id).collect(),
-        provider_info_ids: infos_dd.sorted.iter().map(|(id, _)| *id).collect(),
+        order_ids: orders_dd.ids,
+        bid_ids: bids_dd.ids,
+        provider_info_ids: infos_dd.ids,
     };
-    let bid_pos: Vec<u32> = bids_sorted.iter().map(|(_, pos)| *pos).collect();
-    drop(bids_sorted);
     let inputs_digest = ids.digest();
     let salt = inputs_digest;
-    let infos: Vec<(Id, &ProviderInfo)> =
-        infos_dd.sorted.iter().map(|(id, pos)| (*id, &input.providers[*pos as usize].1)).collect();
 
     // Providers: the highest (sequence, id) per key.
-    let mut infos_sorted = infos;
-    infos_sorted.sort_unstable_by(|a, b| {
+    let mut infos: Vec<(Id, &ProviderInfo)> =
+        kept(&input.providers, &infos_dd.dropped).map(|(_, id, info)| (*id, info)).collect();
+    infos.sort_unstable_by(|a, b| {
         a.1.provider.cmp(&b.1.provider).then(b.1.sequence.cmp(&a.1.sequence)).then(b.0.cmp(&a.0))
     });
     let mut kept_infos: Vec<&ProviderInfo> = Vec::new();
-    for (id, info) in &infos_sorted {
+    for (id, info) in &infos {
         if kept_infos.last().is_some_and(|k| k.provider == info.provider) {
             excluded.push(Excluded {
                 kind: InputKind::ProviderInfo,
@@ -433,9 +484,11 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
         }
     }
 
-    // Names (vendors, models, storage classes) interned in sorted order.
+    // Names (vendors, models, storage classes) and attributes interned in sorted order.
     let mut names: BTreeSet<&str> = BTreeSet::new();
+    let mut attr_names: BTreeSet<&Attribute> = BTreeSet::new();
     for info in &kept_infos {
+        attr_names.extend(&info.attributes);
         for h in &info.hosts {
             for s in &h.free.persistent_storage {
                 names.insert(&s.class);
@@ -449,13 +502,16 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
     let names: BTreeMap<&str, u32> =
         names.into_iter().enumerate().map(|(i, n)| (n, i as u32)).collect();
     let intern = |s: &str| names.get(s).copied();
+    let attr_names: BTreeMap<&Attribute, u32> =
+        attr_names.into_iter().enumerate().map(|(i, a)| (a, i as u32)).collect();
 
     let providers: Vec<PProvider<'_>> =
         kept_infos
             .iter()
             .map(|info| {
-                let mut attrs: Vec<&Attribute> = info.attributes.iter().collect();
-                attrs.sort();
+                let mut attrs: Vec<u32> =
+                    info.attributes.iter().filter_map(|a| attr_names.get(a).copied()).collect();
+                attrs.sort_unstable();
                 let mut hosts: Vec<HostState<'_>> =
                     info.hosts
                         .iter()
@@ -507,14 +563,12 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
             })
             .collect();
 
-    // Orders in integer form, walked in input (memory) order and put in id order by rank.
-    let mut order_slots: Vec<Option<POrder<'_>>> =
-        (0..orders_dd.sorted.len()).map(|_| None).collect();
-    for (pos, (id, o)) in input.orders.iter().enumerate() {
-        let rank = orders_dd.rank_of_pos[pos];
-        if rank == NONE {
-            continue;
-        }
+    // Orders in integer form, walked in input (memory) order and put in id order.
+    let order_ids = &ids.order_ids;
+    let order_index = IdIndex::new(order_ids.iter().map(prefix).collect());
+    let find_order = |id: &Id| order_index.find(prefix(id), |i| order_ids[i] == *id);
+    let mut order_slots: Vec<Option<POrder<'_>>> = (0..order_ids.len()).map(|_| None).collect();
+    for (_, id, o) in kept(&input.orders, &orders_dd.dropped) {
         if !order_is_valid(o) {
             excluded.push(Excluded {
                 kind: InputKind::Order,
@@ -523,205 +577,220 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
             });
             continue;
         }
-        let groups: Vec<GroupReq> = o
-            .groups
-            .iter()
-            .map(|g| {
-                let r = &g.resources;
-                let mut satisfiable = true;
-                let mut storage: Vec<(u32, u64)> = Vec::new();
-                for (class, bytes) in r.persistent_by_class() {
-                    match intern(&class) {
-                        Some(c) => storage.push((c, bytes)),
-                        None => satisfiable = false,
-                    }
-                }
-                storage.sort_unstable();
-                let gpu = r.gpu.as_ref().map(|req| {
-                    let vendor = intern(&req.vendor).unwrap_or(u32::MAX);
-                    let specs: Vec<GpuSpec> = if req.models.is_empty() {
-                        vec![GpuSpec { model: None, min_vram: 0, iface: None }]
-                    } else {
-                        req.models
-                            .iter()
-                            .filter_map(|m| {
-                                intern(&m.name).map(|model| GpuSpec {
-                                    model: Some(model),
-                                    min_vram: m.min_vram_bytes,
-                                    iface: m.interface,
-                                })
-                            })
-                            .collect()
-                    };
-                    if vendor == u32::MAX || specs.is_empty() {
-                        satisfiable = false;
-                    }
-                    GpuReq { units: req.units, vendor, specs }
-                });
-                GroupReq {
-                    count: g.count,
-                    cpu: r.cpu_millis,
-                    mem: r.memory_bytes,
-                    eph: r.ephemeral_storage_bytes,
-                    storage,
-                    gpu,
-                    satisfiable,
-                }
-            })
-            .collect();
-        let size = groups
-            .iter()
-            .fold(0u64, |s, g| s.saturating_add(g.cpu.saturating_mul(u64::from(g.count))));
-        let gpus = groups.iter().fold(0u64, |s, g| {
-            s.saturating_add(
-                u64::from(g.count).saturating_mul(g.gpu.as_ref().map_or(0, |x| u64::from(x.units))),
-            )
+        let Some(slot) = find_order(id).and_then(|i| order_slots.get_mut(i)) else { continue };
+        *slot = Some(order_form(*id, o, &intern, &salt));
+    }
+    let mut denoms: Vec<&str> =
+        order_slots.iter().flatten().map(|o| o.order.max_price_per_hour.denom.as_str()).collect();
+    denoms.sort_unstable();
+    denoms.dedup();
+    let mut order_attrs: Vec<u32> = Vec::new();
+    let mut slots: Vec<Slot> = Vec::with_capacity(order_slots.len());
+    let mut dense = 0u32;
+    for o in &order_slots {
+        let Some(o) = o else {
+            slots.push(Slot { max_price: 0, order: NONE, denom: NONE, attrs: None, min_uptime: 0 });
+            continue;
+        };
+        let placement = &o.order.placement;
+        let start = order_attrs.len();
+        let mut attrs = Some((start as u32, start as u32));
+        for a in &placement.attributes {
+            match attr_names.get(a) {
+                Some(i) => order_attrs.push(*i),
+                None => attrs = None,
+            }
+        }
+        match &mut attrs {
+            Some((_, end)) => *end = order_attrs.len() as u32,
+            None => order_attrs.truncate(start),
+        }
+        slots.push(Slot {
+            max_price: o.max_price,
+            order: dense,
+            denom: denoms
+                .binary_search(&o.order.max_price_per_hour.denom.as_str())
+                .map_or(NONE, |i| i as u32),
+            attrs,
+            min_uptime: placement.min_uptime_bps,
         });
-        let max_replica_cpu = groups.iter().map(|g| g.cpu).max().unwrap_or(0);
-        // The id is a hash; mixing in the salt (unknown until the epoch closes) keeps tenants
-        // from grinding ids that win ties.
-        let mut rank = [0u8; 16];
-        for (i, r) in rank.iter_mut().enumerate() {
-            *r = id.as_bytes()[i] ^ salt.as_bytes()[i];
-        }
-        if let Some(slot) = order_slots.get_mut(orders_dd.rank_of_pos[pos] as usize) {
-            *slot = Some(POrder {
-                id: *id,
-                order: o,
-                groups,
-                max_price: o.max_price_per_hour.amount,
-                cands: (0, 0),
-                eligible: 0,
-                best_stage: 0,
-                size,
-                max_replica_cpu,
-                gpus,
-                rank,
-            });
-        }
+        dense += 1;
     }
     let mut orders: Vec<POrder<'_>> = order_slots.into_iter().flatten().collect();
 
     // Bids: resolve order and provider, apply the static checks. Walk the input in its own
-    // order (memory order, so no cache miss per bid); `bid_rank` makes the result independent
-    // of that order.
-    let mut denoms: Vec<&str> =
-        orders.iter().map(|o| o.order.max_price_per_hour.denom.as_str()).collect();
-    denoms.sort_unstable();
-    denoms.dedup();
-    /// What the bid checks need of an order, in one cache line.
-    struct Slot {
-        max_price: u128,
-        id: Id,
-        denom: u32,
-        min_uptime: u16,
-        has_attrs: bool,
-    }
-    let slots: Vec<Slot> = orders
-        .iter()
-        .map(|o| Slot {
-            max_price: o.max_price,
-            id: o.id,
-            min_uptime: o.order.placement.min_uptime_bps,
-            denom: denoms
-                .binary_search(&o.order.max_price_per_hour.denom.as_str())
-                .map_or(u32::MAX, |i| i as u32),
-            has_attrs: !o.order.placement.attributes.is_empty(),
-        })
-        .collect();
-    let order_index = IdIndex::new(orders.iter().map(|o| prefix(&o.id)).collect());
-    let provider_index =
-        IdIndex::new(providers.iter().map(|p| u64::from_be_bytes(key_prefix(&p.key))).collect());
-    let mut staged_order: Vec<u32> = Vec::with_capacity(bid_pos.len());
-    let mut staged: Vec<Cand> = Vec::with_capacity(bid_pos.len());
-    for (pos, (id, bid)) in input.bids.iter().enumerate() {
-        let rank = bid_rank[pos];
-        if rank == NONE {
-            continue;
-        }
+    // order (memory order, so no cache miss per bid); keep only the eligible bids.
+    let provider_index = IdIndex::new(providers.iter().map(|p| key_prefix(&p.key)).collect());
+    let mut best_stage = vec![0u8; orders.len()];
+    let mut eligible = vec![0u32; orders.len()];
+    // (order, bid position, provider) of every eligible bid, in input order.
+    let mut staged: Vec<(u32, u32, u32)> = Vec::with_capacity(input.bids.len());
+    for (pos, id, bid) in kept(&input.bids, &bids_dd.dropped) {
         let reject = |reason| Excluded { kind: InputKind::Bid, id: *id, reason };
-        let Some(oi) = order_index.find(prefix(&bid.order_id), |i| slots[i].id == bid.order_id)
+        let Some(slot) = find_order(&bid.order_id).map(|i| &slots[i]).filter(|s| s.order != NONE)
         else {
             excluded.push(reject(ExcludedReason::UnknownOrder));
             continue;
         };
-        let Some(pi) = provider_index.find(u64::from_be_bytes(key_prefix(&bid.provider)), |i| {
-            providers[i].key == bid.provider
-        }) else {
+        let Some(pi) =
+            provider_index.find(key_prefix(&bid.provider), |i| providers[i].key == bid.provider)
+        else {
             excluded.push(reject(ExcludedReason::NoProviderSnapshot));
             continue;
         };
-        let brief = &slots[oi];
-        if denoms.get(brief.denom as usize).is_none_or(|d| *d != bid.price_per_hour.denom) {
+        if denoms.get(slot.denom as usize).is_none_or(|d| *d != bid.price_per_hour.denom) {
             excluded.push(reject(ExcludedReason::DenomMismatch));
             continue;
         }
         let p = &providers[pi];
-        let price = bid.price_per_hour.amount;
-        let stage = if price > brief.max_price {
+        let stage = if bid.price_per_hour.amount > slot.max_price {
             STAGE_OVER_PRICE
-        } else if p.uptime_bps < brief.min_uptime
-            || (brief.has_attrs
-                && !orders[oi]
-                    .order
-                    .placement
-                    .attributes
-                    .iter()
-                    .all(|a| p.attrs.binary_search(&a).is_ok()))
+        } else if p.uptime_bps < slot.min_uptime
+            || !slot
+                .attrs
+                .and_then(|(s, e)| order_attrs.get(s as usize..e as usize))
+                .is_some_and(|want| want.iter().all(|a| p.attrs.binary_search(a).is_ok()))
         {
             STAGE_PLACEMENT
         } else {
             STAGE_ELIGIBLE
         };
-        staged_order.push(oi as u32);
-        staged.push(Cand { price, bid: rank, provider: pi as u32, stage });
+        let oi = slot.order as usize;
+        best_stage[oi] = best_stage[oi].max(stage);
+        if stage == STAGE_ELIGIBLE {
+            eligible[oi] += 1;
+            staged.push((slot.order, pos, pi as u32));
+        }
     }
 
     // Group by order (a counting sort), then cheapest first within each order.
     let mut starts = vec![0u32; orders.len() + 1];
-    for oi in &staged_order {
-        starts[*oi as usize + 1] += 1;
-    }
     for i in 0..orders.len() {
-        starts[i + 1] += starts[i];
+        starts[i + 1] = starts[i] + eligible[i];
     }
     let mut fill = starts.clone();
-    let mut cands = vec![Cand { price: 0, bid: 0, provider: 0, stage: 0 }; staged.len()];
-    for (oi, c) in staged_order.into_iter().zip(staged) {
+    let mut cands = vec![Cand::default(); staged.len()];
+    for &(oi, pos, provider) in &staged {
         let slot = &mut fill[oi as usize];
-        cands[*slot as usize] = c;
+        let price = input.bids[pos as usize].1.price_per_hour.amount;
+        cands[*slot as usize] = Cand { price, bid: pos, provider };
         *slot += 1;
     }
-    // Equal prices: order by BLAKE3 keyed with the salt over the bid id, computed only where
-    // prices tie, into a reused buffer.
-    let tie_key =
-        |rank: u32| blake3::keyed_hash(salt.as_bytes(), ids.bid_ids[rank as usize].as_bytes());
-    let mut tied: Vec<([u8; 32], Cand)> = Vec::new();
+    drop(staged);
+    // Equal prices: order by BLAKE3 keyed with the salt over the bid id (then the id),
+    // computed only where prices tie, into a reused buffer.
+    let bid_id = |pos: u32| input.bids[pos as usize].0;
+    let mut tied: Vec<([u8; 32], Id, Cand)> = Vec::new();
     for (oi, o) in orders.iter_mut().enumerate() {
         let (s, e) = (starts[oi], starts[oi + 1]);
         o.cands = (s, e);
+        o.eligible = eligible[oi];
+        o.best_stage = best_stage[oi];
         let slice = &mut cands[s as usize..e as usize];
-        slice.sort_unstable_by(|a, b| a.price.cmp(&b.price).then(a.bid.cmp(&b.bid)));
-        let mut i = 0;
-        while i < slice.len() {
-            let mut j = i + 1;
-            while j < slice.len() && slice[j].price == slice[i].price {
-                j += 1;
+        slice.sort_unstable_by_key(|c| c.price);
+        for same in slice.chunk_by_mut(|a, b| a.price == b.price) {
+            if same.len() < 2 {
+                continue;
             }
-            if j - i > 1 {
-                tied.clear();
-                tied.extend(slice[i..j].iter().map(|c| (*tie_key(c.bid).as_bytes(), *c)));
-                tied.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.bid.cmp(&b.1.bid)));
-                for (dst, (_, c)) in slice[i..j].iter_mut().zip(&tied) {
-                    *dst = *c;
-                }
+            tied.clear();
+            tied.extend(same.iter().map(|c| {
+                let id = bid_id(c.bid);
+                (*blake3::keyed_hash(salt.as_bytes(), id.as_bytes()).as_bytes(), id, *c)
+            }));
+            tied.sort_unstable_by_key(|t| (t.0, t.1));
+            for (dst, (_, _, c)) in same.iter_mut().zip(&tied) {
+                *dst = *c;
             }
-            i = j;
         }
-        o.eligible = slice.iter().filter(|c| c.stage == STAGE_ELIGIBLE).count() as u32;
-        o.best_stage = slice.iter().map(|c| c.stage).max().unwrap_or(0);
     }
 
     excluded.sort_unstable();
-    Prepared { input, orders, providers, bid_pos, cands, excluded, ids, inputs_digest }
+    Prepared { input, orders, providers, cands, excluded, ids, inputs_digest }
+}
+
+/// One order in integer form (the caller checked it is valid).
+fn order_form<'a>(
+    id: Id,
+    o: &'a Order,
+    intern: &impl Fn(&str) -> Option<u32>,
+    salt: &Hash,
+) -> POrder<'a> {
+    let groups: Vec<GroupReq> = o
+        .groups
+        .iter()
+        .map(|g| {
+            let r = &g.resources;
+            let mut satisfiable = true;
+            // Bytes per interned class, summed over the group's volumes of that class.
+            let mut storage: Vec<(u32, u64)> = Vec::new();
+            for v in &r.persistent_storage {
+                let Some(c) = intern(&v.class) else {
+                    satisfiable = false;
+                    continue;
+                };
+                match storage.iter_mut().find(|(x, _)| *x == c) {
+                    Some((_, b)) => *b = b.saturating_add(v.bytes),
+                    None => storage.push((c, v.bytes)),
+                }
+            }
+            storage.sort_unstable();
+            let gpu = r.gpu.as_ref().map(|req| {
+                let vendor = intern(&req.vendor).unwrap_or(u32::MAX);
+                let specs: Vec<GpuSpec> = if req.models.is_empty() {
+                    vec![GpuSpec { model: None, min_vram: 0, iface: None }]
+                } else {
+                    req.models
+                        .iter()
+                        .filter_map(|m| {
+                            intern(&m.name).map(|model| GpuSpec {
+                                model: Some(model),
+                                min_vram: m.min_vram_bytes,
+                                iface: m.interface,
+                            })
+                        })
+                        .collect()
+                };
+                if vendor == u32::MAX || specs.is_empty() {
+                    satisfiable = false;
+                }
+                GpuReq { units: req.units, vendor, specs }
+            });
+            GroupReq {
+                count: g.count,
+                cpu: r.cpu_millis,
+                mem: r.memory_bytes,
+                eph: r.ephemeral_storage_bytes,
+                storage,
+                gpu,
+                satisfiable,
+            }
+        })
+        .collect();
+    let size =
+        groups.iter().fold(0u64, |s, g| s.saturating_add(g.cpu.saturating_mul(u64::from(g.count))));
+    let gpus = groups.iter().fold(0u64, |s, g| {
+        s.saturating_add(
+            u64::from(g.count).saturating_mul(g.gpu.as_ref().map_or(0, |x| u64::from(x.units))),
+        )
+    });
+    let max_replica_cpu = groups.iter().map(|g| g.cpu).max().unwrap_or(0);
+    // The id is a hash; mixing in the salt (unknown until the epoch closes) keeps tenants
+    // from grinding ids that win ties.
+    let mut rank = [0u8; 16];
+    for (i, r) in rank.iter_mut().enumerate() {
+        *r = id.as_bytes()[i] ^ salt.as_bytes()[i];
+    }
+    POrder {
+        id,
+        order: o,
+        groups,
+        max_price: o.max_price_per_hour.amount,
+        cands: (0, 0),
+        eligible: 0,
+        best_stage: 0,
+        size,
+        max_replica_cpu,
+        gpus,
+        rank,
+    }
 }
