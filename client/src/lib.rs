@@ -7,6 +7,8 @@
 //!
 //! It must not depend on libp2p, sled or the node: only on `leasemesh-protocol`.
 
+#[cfg(feature = "cosmos")]
+pub mod cosmos_grant;
 pub mod deploy;
 pub mod error;
 pub mod http;

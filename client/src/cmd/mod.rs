@@ -1,5 +1,7 @@
 //! The CLI's commands. Each prints text for people or, with `-o json`, one JSON document.
 
+#[cfg(feature = "cosmos")]
+pub mod cosmos_grant;
 pub mod deploy;
 pub mod keys;
 pub mod market;

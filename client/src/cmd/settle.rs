@@ -15,6 +15,16 @@ pub struct GrantArgs {
     /// Where the tenant pays from (default: derived from the key).
     #[arg(long)]
     pub address: Option<String>,
+    /// On a mesh that settles on a Cosmos chain: the tenant's secp256k1 chain key (a file
+    /// holding the hex secret). The grant is then an authz grant on the chain, and the chain
+    /// address is bound to the tenant key (ADR-036) so the settler charges it.
+    #[cfg(feature = "cosmos")]
+    #[arg(long)]
+    pub chain_key: Option<std::path::PathBuf>,
+    /// The chain's CometBFT RPC URL, if not the one the settler's genesis names.
+    #[cfg(feature = "cosmos")]
+    #[arg(long, requires = "chain_key")]
+    pub chain_rpc: Option<String>,
 }
 
 /// Splits `5000000uakt` into amount and denom.
@@ -31,6 +41,14 @@ pub fn parse_coin(s: &str) -> anyhow::Result<leasemesh_protocol::Coin> {
 pub fn grant(ctx: &Ctx, args: GrantArgs) -> CmdResult {
     let key = keys::load(&ctx.home)?;
     let limit = parse_coin(&args.limit)?;
+    #[cfg(feature = "cosmos")]
+    if let Some(path) = &args.chain_key {
+        let rpc = args.chain_rpc.as_deref();
+        if let Some(code) = super::cosmos_grant::grant(ctx, &limit, path, rpc)? {
+            return Ok(code);
+        }
+        ctx.note("this mesh settles on the embedded ledger: --chain-key is not needed");
+    }
     let address = args.address.unwrap_or_else(|| keys::default_address(&key.public()));
     let v = leasemesh_client::settle::grant(&ctx.client, &key, &address, &limit)?;
     ctx.emit(&v, || format!("granted the settler up to {limit} from {address}"));
