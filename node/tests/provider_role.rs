@@ -193,8 +193,17 @@ async fn settler_closes_a_lease_whose_tenant_ran_out_of_funds() {
     awarded_lease("funds", 3_600_000, Close::FundsOut).await;
 }
 
+/// The provider node restarts while the lease runs: it re-adopts the container, publishes
+/// the lease's capacity as taken from its first info on, and still closes it for the tenant.
+#[tokio::test]
+async fn restarted_provider_keeps_the_lease_and_its_capacity() {
+    awarded_lease("restart", 3_600_000, Close::TenantAfterRestart).await;
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Close {
+    /// The provider node restarts while the lease runs; then the tenant closes it.
+    TenantAfterRestart,
     /// The tenant signs the close.
     Tenant,
     /// The provider closes it when its term runs out.
@@ -370,9 +379,69 @@ async fn awarded_lease(test: &str, lease_term_ms: u64, close: Close) {
 
     let result =
         lease_flow(&node, &mut events, &api, (lease_id, order_id), &m, close, idle_cpu).await;
+    let mut running = running;
+    let result = match (close, result) {
+        (Close::TenantAfterRestart, Ok(())) => {
+            // Every handle on the store goes, as when the process exits.
+            drop((node, events));
+            running.shutdown().await;
+            let restarted_at = leasemesh_node::now_ms();
+            running = leasemesh_node::start(home.path(), config(test), vec![]).await.unwrap();
+            after_restart(&running, &rt, (lease_id, order_id), restarted_at, idle_cpu).await
+        }
+        (_, r) => r,
+    };
     rt.close(&lease_id).await.unwrap();
     running.shutdown().await;
     result.unwrap();
+}
+
+/// After the restart: the container still runs, the first info the provider publishes already
+/// counts the lease, and the tenant's close removes the container and frees the capacity.
+async fn after_restart(
+    running: &leasemesh_node::Running,
+    rt: &DockerRuntime,
+    (lease_id, order_id): (leasemesh_protocol::Id, leasemesh_protocol::Id),
+    restarted_at: u64,
+    idle_cpu: u64,
+) -> anyhow::Result<()> {
+    use anyhow::{ensure, Context};
+    let node = &running.node;
+    let me = node.key.public();
+    ensure!(rt.status(&lease_id).await?.all_running(), "the lease's container was not kept");
+    let first = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(i) = node.store.provider_info(&me)? {
+                if i.body.created_at_ms >= restarted_at {
+                    return anyhow::Ok(i);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .context("no provider info after the restart")??;
+    ensure!(
+        first.body.hosts[0].free.cpu_millis == idle_cpu - 500,
+        "the first info after the restart offers {} free millicores, the running lease holds 500 of {idle_cpu}",
+        first.body.hosts[0].free.cpu_millis
+    );
+    let ev = LeaseEvent {
+        version: leasemesh_protocol::v(),
+        lease_id,
+        order_id,
+        at_ms: leasemesh_node::now_ms(),
+        kind: LeaseEventKind::Closed { reason: CloseReason::TenantClosed },
+    };
+    node.submit(Kind::LeaseEvent, Signed::sign(ev, &samples::tenant_key()).encode())
+        .await
+        .map_err(|o| anyhow::anyhow!("close refused: {}", o.detail))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while rt.status(&lease_id).await.is_ok_and(|s| !s.replicas.is_empty()) {
+        ensure!(std::time::Instant::now() < deadline, "the container is still there after close");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_free_cpu(node, idle_cpu).await
 }
 
 async fn lease_flow(
@@ -445,6 +514,9 @@ async fn lease_flow(
 
     // While it runs, the lease's 500 millicores are taken from the host.
     wait_free_cpu(node, idle_cpu - 500).await?;
+    if close == Close::TenantAfterRestart {
+        return Ok(());
+    }
     let signed_close = |reason, key: &leasemesh_protocol::Keypair| {
         let ev = LeaseEvent {
             version: leasemesh_protocol::v(),
@@ -479,7 +551,7 @@ async fn lease_flow(
                 .await
                 .map_err(|o| anyhow::anyhow!("settler close refused: {}", o.detail))?;
         }
-        Close::TermEnd => {}
+        Close::TermEnd | Close::TenantAfterRestart => {}
     }
     let url = format!("{api}/v1/leases/{lid}/status");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -499,6 +571,7 @@ async fn lease_flow(
         Close::Tenant => (samples::tenant_key().public(), CloseReason::TenantClosed),
         Close::TermEnd => (node.key.public(), CloseReason::TermEnded),
         Close::FundsOut => (samples::settler_key().public(), CloseReason::InsufficientFunds),
+        Close::TenantAfterRestart => (samples::tenant_key().public(), CloseReason::TenantClosed),
     };
     let closed = node
         .store

@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
 use leasemesh_protocol::seal::{encryption_secret_from_seed, SealedManifest};
-use leasemesh_protocol::{CloseReason, Id, Keypair, LeaseEventKind};
+use leasemesh_protocol::{Award, CloseReason, Id, Keypair, LeaseEventKind, Order, Signed};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::json;
@@ -38,6 +38,7 @@ use crate::events::NodeEvent;
 use crate::ingest::Kind;
 use crate::node::Node;
 use crate::now_ms;
+use crate::store::LeaseRecord;
 
 /// Why the provider role could not start.
 #[derive(Debug, thiserror::Error)]
@@ -132,26 +133,34 @@ impl ProviderRole {
 
     /// Starts the role's tasks: bidding and award handling, and the heartbeat.
     pub fn spawn(self, node: &Node, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-        vec![
-            tokio::spawn(run_market(node.clone(), self.shared.clone(), shutdown.clone())),
-            tokio::spawn(run_heartbeat(node.clone(), self.shared.clone(), shutdown)),
-        ]
-    }
-}
-
-async fn run_market(node: Node, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let mut events = node.events.subscribe();
-    // After a restart: keep the containers of live leases, remove the rest.
-    if let Some(r) = &shared.runner {
+        // After a restart the live leases take their capacity again before anything is
+        // published: the inventory starts empty.
         let me = node.key.public();
-        let live: BTreeSet<Id> = node
+        let live: Vec<LeaseRecord> = node
             .store
             .leases()
             .unwrap_or_default()
             .into_iter()
             .filter(|l| l.provider == me && !matches!(l.state.as_str(), "failed" | "closed"))
-            .map(|l| l.lease_id)
             .collect();
+        restore_allocations(node, &self.shared, &live);
+        let live = live.iter().map(|l| l.lease_id).collect();
+        vec![
+            tokio::spawn(run_market(node.clone(), self.shared.clone(), live, shutdown.clone())),
+            tokio::spawn(run_heartbeat(node.clone(), self.shared.clone(), shutdown)),
+        ]
+    }
+}
+
+async fn run_market(
+    node: Node,
+    shared: Arc<Shared>,
+    live: BTreeSet<Id>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut events = node.events.subscribe();
+    // After a restart: keep the containers of live leases, remove the rest.
+    if let Some(r) = &shared.runner {
         match r.runtime.reconcile(&live).await {
             Ok(rec) => tracing::info!(
                 adopted = rec.adopted.len(),
@@ -250,14 +259,55 @@ fn on_closed(node: &Node, shared: &Arc<Shared>, lease_id: Id, event_id: Id) {
     });
 }
 
-fn on_award(node: &Node, shared: &Shared, batch_id: Id, order_id: Id, lease_id: Id) {
+/// The award of `order_id` in batch `batch_id`, and the order, as this node stores them.
+fn stored_award(node: &Node, batch_id: &Id, order_id: &Id) -> Option<(Award, Signed<Order>)> {
     let award = node
         .store
-        .batch(&batch_id)
+        .batch(batch_id)
         .ok()
         .flatten()
-        .and_then(|b| b.body.awards.into_iter().find(|a| a.order_id == order_id));
-    let (Some(award), Ok(Some(order))) = (award, node.store.order(&order_id)) else {
+        .and_then(|b| b.body.awards.into_iter().find(|a| a.order_id == *order_id))?;
+    let order = node.store.order(order_id).ok().flatten()?;
+    Some((award, order))
+}
+
+/// Takes the capacity of leases that were live when the provider stopped, so a restarted
+/// provider never offers what its running containers hold. A lease still waiting for its
+/// manifest gets a fresh deadline.
+fn restore_allocations(node: &Node, shared: &Shared, leases: &[LeaseRecord]) {
+    let mut restored = 0usize;
+    for l in leases {
+        let Some((award, order)) = stored_award(node, &l.batch_id, &l.order_id) else {
+            tracing::warn!(lease = %l.lease_id.short(), "live lease without its batch or order here: capacity not restored");
+            continue;
+        };
+        let res = shared.engine().inventory.allocate(
+            l.lease_id,
+            l.order_id,
+            &order.body,
+            &award.assignments,
+        );
+        match res {
+            Ok(_) => {
+                restored += 1;
+                if l.state == "awarded" {
+                    let deadline = now_ms().saturating_add(shared.cfg.manifest_deadline_ms);
+                    shared.pending().add(l.lease_id, l.order_id, deadline);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(lease = %l.lease_id.short(), error = %e, "cannot restore a live lease's capacity")
+            }
+        }
+    }
+    if restored > 0 {
+        shared.changed.notify_one();
+        tracing::info!(leases = restored, "capacity of live leases restored");
+    }
+}
+
+fn on_award(node: &Node, shared: &Shared, batch_id: Id, order_id: Id, lease_id: Id) {
+    let Some((award, order)) = stored_award(node, &batch_id, &order_id) else {
         tracing::warn!(lease = %lease_id.short(), "award without its batch or order here");
         return;
     };
