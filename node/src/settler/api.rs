@@ -4,8 +4,9 @@
 //!   outcome_digest, settler, awards, signed_hex}` (every node of a mesh shows the same).
 //! - `GET /v1/settler/status`: the genesis, the current epoch, its leader, counters.
 //! - `GET /v1/leases/{id}/proof` (settlement settler): `{lease_id, proofs: [{batch_sequence,
-//!   batch_id, signed_batch_hex, lease_proof, anchor}]}`; 404 until a batch with the lease is
-//!   anchored.
+//!   batch_id, signed_batch_hex, lease_proof, anchor}], shortfall}`; 404 until a batch with the
+//!   lease is anchored. `shortfall` (`{owed, paid, unpaid, ...}` or null) is what the tenant could
+//!   not pay when its funds stopped.
 //! - `GET /v1/ledger/balances/{address}` (settlement settler): `{address, balances: [coin]}`.
 //! - `GET /v1/ledger/entries/{hash}` (settlement settler, embedded ledger): the anchored entry
 //!   an anchor's tx hash names, `{hash, height, prev_hash, bytes_hex}`.
@@ -167,15 +168,21 @@ async fn lease_proof(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Re
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_id", e),
     };
     let Some(settlement) = &s.settlement else { return not_settler() };
-    let proofs = settlement.lock().await.proofs(&id);
-    match proofs {
-        Ok(p) if p.is_empty() => error(
+    let (proofs, shortfall) = {
+        let s = settlement.lock().await;
+        (s.proofs(&id), s.shortfall(&id))
+    };
+    match (proofs, shortfall) {
+        (Ok(p), _) if p.is_empty() => error(
             StatusCode::NOT_FOUND,
             "not_anchored",
             "no anchored settlement batch holds this lease yet",
         ),
-        Ok(p) => Json(json!({ "lease_id": id, "proofs": p })).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+        // `shortfall`: what the tenant could not pay when its funds stopped (null if paid in full).
+        (Ok(p), Ok(short)) => {
+            Json(json!({ "lease_id": id, "proofs": p, "shortfall": short })).into_response()
+        }
+        (Err(e), _) | (_, Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
     }
 }
 
