@@ -55,8 +55,9 @@ enum Cmd {
     },
     /// Grants the settler a spend limit on the settlement backend in use.
     Grant(cmd::settle::GrantArgs),
-    /// Verifies a lease's settlement proof locally: Merkle proof, batch signature, anchor.
-    VerifyLease { lease: String },
+    /// Verifies a lease's settlement proof locally: Merkle proof, batch signature, anchor (a
+    /// chain anchor on the chain itself).
+    VerifyLease(cmd::settle::VerifyArgs),
     /// Akash SDL files offline: `sdl check FILE...` (per-block prices ×600 per hour at 6 s blocks).
     Sdl {
         #[command(subcommand)]
@@ -76,7 +77,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Leases => cmd::market::leases(&ctx),
         Cmd::Lease { command } => cmd::market::lease(&ctx, command),
         Cmd::Grant(args) => cmd::settle::grant(&ctx, args),
-        Cmd::VerifyLease { lease } => cmd::settle::verify_lease(&ctx, &lease),
+        Cmd::VerifyLease(args) => cmd::settle::verify_lease(&ctx, args),
         Cmd::Sdl { command } => cmd::sdl::run(&ctx, command),
     };
     match res {

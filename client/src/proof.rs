@@ -9,6 +9,8 @@
 use leasemesh_protocol::{Anchor, Hash, Id, SettlementBatch, Signed};
 use serde::Serialize;
 
+use crate::anchor::ChainCheck;
+
 /// The proof format and its checker: the protocol crate's, the same the settler builds with.
 pub use leasemesh_protocol::proof::{record_lease, verify_lease_proof, LeaseProof, ProvenRecord};
 
@@ -26,6 +28,8 @@ pub struct Verification {
     /// The anchor the node reports for the batch, and whether the backend confirms it.
     pub anchor: Option<Anchor>,
     pub anchor_ok: bool,
+    /// For a chain anchor, what the chain itself says of each batch's transactions.
+    pub chain: Vec<ChainCheck>,
     /// What was wrong, if anything.
     pub problems: Vec<String>,
 }

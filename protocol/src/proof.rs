@@ -5,6 +5,9 @@
 //! A [`LeaseProof`] carries every record of one lease in a batch (its `LeaseOpened`, `Accrual`,
 //! `LeaseClosed`) and, if it accrued anything, the netted `Payment` of its (tenant, provider,
 //! denom). [`verify_lease_proof`] checks it against a root and needs nothing else.
+//!
+//! [`AnchorMemo`] is the memo each anchoring transaction carries on a Cosmos chain, so that the
+//! root a proof verifies against can be read back from the chain.
 
 use std::collections::BTreeSet;
 
@@ -92,6 +95,74 @@ pub fn verify_lease_proof(proof: &LeaseProof, root: &Hash) -> bool {
             None => true,
             Some(p) => triple.is_some() && triple == p,
         }
+}
+
+/// What each anchoring transaction of a batch carries as its memo on a Cosmos chain:
+/// `lm:v1:<batch sequence>:<chunk>/<chunks>:<merkle root hex>`, chunk counted from 0, root in
+/// lower-case hex (at most 117 bytes, under the chain's 256). The settlement crate's Cosmos
+/// backend writes it; the light client reads it back from the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorMemo {
+    pub batch_sequence: u64,
+    pub chunk: u64,
+    pub chunks: u64,
+    pub merkle_root: Hash,
+}
+
+/// The memo prefix: the leasemesh anchor format, version 1.
+pub const ANCHOR_MEMO_PREFIX: &str = "lm:v1:";
+
+/// Why a memo is not an anchor memo.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemoError {
+    #[error("memo {0:?} does not start with {ANCHOR_MEMO_PREFIX}")]
+    NotAnchor(String),
+    #[error("memo {memo:?}: {reason}")]
+    Malformed { memo: String, reason: &'static str },
+}
+
+impl std::fmt::Display for AnchorMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{ANCHOR_MEMO_PREFIX}{}:{}/{}:{}",
+            self.batch_sequence, self.chunk, self.chunks, self.merkle_root
+        )
+    }
+}
+
+impl std::str::FromStr for AnchorMemo {
+    type Err = MemoError;
+
+    /// Strict: only the exact bytes [`Display`](std::fmt::Display) writes parse (no leading
+    /// zeros, no upper-case hex, nothing after the root), and `chunk < chunks`.
+    fn from_str(memo: &str) -> Result<AnchorMemo, MemoError> {
+        let bad = |reason| MemoError::Malformed { memo: memo.to_owned(), reason };
+        let rest = memo
+            .strip_prefix(ANCHOR_MEMO_PREFIX)
+            .ok_or_else(|| MemoError::NotAnchor(memo.into()))?;
+        let mut parts = rest.splitn(3, ':');
+        let (Some(seq), Some(chunk_of), Some(root)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad("expected <seq>:<chunk>/<chunks>:<root>"));
+        };
+        let (chunk, chunks) = chunk_of.split_once('/').ok_or_else(|| bad("no <chunk>/<chunks>"))?;
+        let number = |s: &str, what| s.parse::<u64>().map_err(|_| bad(what));
+        let parsed = AnchorMemo {
+            batch_sequence: number(seq, "the batch sequence is not a number")?,
+            chunk: number(chunk, "the chunk is not a number")?,
+            chunks: number(chunks, "the chunk count is not a number")?,
+            merkle_root: Hash::from_hex(root).map_err(|_| bad("the root is not 64 hex digits"))?,
+        };
+        if parsed.chunk >= parsed.chunks {
+            return Err(bad("the chunk is not below the chunk count"));
+        }
+        if parsed.to_string() != memo {
+            return Err(bad("not in canonical form"));
+        }
+        Ok(parsed)
+    }
 }
 
 #[cfg(test)]
@@ -219,6 +290,38 @@ mod tests {
         let mut empty = p.clone();
         empty.records.clear();
         assert!(!verify_lease_proof(&empty, &root));
+    }
+
+    #[test]
+    fn anchor_memos_round_trip_and_anything_else_is_refused() {
+        let root = Hash::domain("root", &[]);
+        let m = AnchorMemo { batch_sequence: 3, chunk: 0, chunks: 2, merkle_root: root };
+        let text = m.to_string();
+        // The Cosmos backend's format, pinned literally on both sides.
+        assert_eq!(text, format!("lm:v1:3:0/2:{}", root.to_hex()));
+        assert_eq!(text.parse::<AnchorMemo>(), Ok(m));
+        let max = AnchorMemo { batch_sequence: u64::MAX, chunk: 9_999, chunks: 10_000, ..m };
+        assert!(max.to_string().len() <= 256);
+        assert_eq!(max.to_string().parse::<AnchorMemo>(), Ok(max));
+
+        let hex = root.to_hex();
+        for bad in [
+            String::new(),
+            "hello".to_owned(),
+            format!("lm:v2:3:0/2:{hex}"),
+            format!("lm:v1:3:0/2:{}", hex.to_uppercase()),
+            format!("lm:v1:03:0/2:{hex}"),
+            format!("lm:v1:3:2/2:{hex}"),
+            format!("lm:v1:3:0/0:{hex}"),
+            format!("lm:v1:3:0-2:{hex}"),
+            format!("lm:v1:3:0/2:{hex}:"),
+            format!("lm:v1:3:0/2:{}", &hex[..62]),
+            format!("lm:v1:-3:0/2:{hex}"),
+            "lm:v1:3:0/2".to_owned(),
+            format!("lm:v1:99999999999999999999:0/2:{hex}"),
+        ] {
+            assert!(bad.parse::<AnchorMemo>().is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]

@@ -454,7 +454,7 @@ pub fn run(
     progress("lease closed by the tenant; waiting for settlement and the anchor");
     let anchored_at = wait_closed_anchored(&settler, &lease.lease_id, Duration::from_secs(60))?;
     let close_to_anchor = anchored_at.duration_since(t_close);
-    let v = settle::verify_lease(&settler, &lease.lease_id)?;
+    let v = settle::verify_lease(&settler, &lease.lease_id, None)?;
     progress(&format!(
         "proof: merkle {}, batch signature {}, anchored {} ({})",
         v.proof_ok,

@@ -306,7 +306,8 @@ fn run(on_chain: bool) -> anyhow::Result<()> {
         *paid_to.entry(to).or_default() += accrued;
 
         // The proofs verify, with the client's checks and the settlement crate's.
-        let v = settle::verify_lease(&settler, &l.lease_id)?;
+        let rpc = chain.as_ref().map(|c| c.devnet.rpc_url.as_str());
+        let v = settle::verify_lease(&settler, &l.lease_id, rpc)?;
         assert!(v.verified(), "client verification: {v:?}");
         let anchor = v.anchor.clone().ok_or_else(|| anyhow!("no anchor"))?;
         match &chain {

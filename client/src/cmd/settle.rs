@@ -1,8 +1,10 @@
-//! `leasemesh grant --limit AMOUNT` and `leasemesh verify-lease ID`.
+//! `leasemesh grant --limit AMOUNT` and `leasemesh verify-lease ID [--chain-rpc URL]`.
 
 use std::process::ExitCode;
 
 use leasemesh_client::keys;
+use leasemesh_client::proof::Verification;
+use leasemesh_protocol::Id;
 use serde_json::json;
 
 use super::{parse_id, CmdResult, Ctx};
@@ -55,28 +57,63 @@ pub fn grant(ctx: &Ctx, args: GrantArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn verify_lease(ctx: &Ctx, lease: &str) -> CmdResult {
-    let id = parse_id("lease", lease)?;
-    let v = leasemesh_client::settle::verify_lease(&ctx.client, &id)?;
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The lease id (64 hex digits).
+    pub lease: String,
+    /// CometBFT RPC of the chain a Cosmos anchor is on (for example http://127.0.0.1:26657).
+    /// Without it the RPC the node reports is used, which is trusted less: the node is what is
+    /// being checked.
+    #[arg(long, env = "LEASEMESH_CHAIN_RPC")]
+    pub chain_rpc: Option<String>,
+}
+
+pub fn verify_lease(ctx: &Ctx, args: VerifyArgs) -> CmdResult {
+    let id = parse_id("lease", &args.lease)?;
+    let v = leasemesh_client::settle::verify_lease(&ctx.client, &id, args.chain_rpc.as_deref())?;
     let ok = v.verified();
-    ctx.emit(&json!({ "verified": ok, "checks": v }), || {
-        let mark = |b: bool| if b { "ok" } else { "FAILED" };
-        let mut s = format!(
-            "lease {id}\nmerkle proof      {}\nbatch signature   {} (batch #{}, settler {})\nanchor            {}",
-            mark(v.proof_ok),
-            mark(v.batch_signature_ok),
-            v.batch_sequence.map(|x| x.to_string()).unwrap_or_default(),
-            v.settler.clone().unwrap_or_default(),
-            mark(v.anchor_ok),
-        );
-        if let Some(a) = &v.anchor {
-            s.push_str(&format!(" ({} height {} tx {})", a.chain_id, a.height, a.tx_hashes.join(",")));
-        }
-        for p in &v.problems {
-            s.push_str(&format!("\nproblem: {p}"));
-        }
-        s.push_str(if ok { "\nverified" } else { "\nNOT verified" });
-        s
-    });
+    ctx.emit(&json!({ "verified": ok, "checks": v }), || report(&id, &v));
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The text report: one line per check, one per chain transaction.
+fn report(id: &Id, v: &Verification) -> String {
+    let mark = |b: bool| if b { "ok" } else { "FAILED" };
+    let mut s = format!(
+        "lease {id}\nmerkle proof      {}\nbatch signature   {} (batch #{}, settler {})\nanchor            {}",
+        mark(v.proof_ok),
+        mark(v.batch_signature_ok),
+        v.batch_sequence.map(|x| x.to_string()).unwrap_or_default(),
+        v.settler.clone().unwrap_or_default(),
+        mark(v.anchor_ok),
+    );
+    if let Some(a) = &v.anchor {
+        s.push_str(&format!(" ({} height {} tx {})", a.chain_id, a.height, a.tx_hashes.join(",")));
+    }
+    for c in &v.chain {
+        s.push_str(&format!(
+            "\nchain rpc         {} ({})\nchain             {} (the RPC says {}), batch #{}: {}",
+            c.rpc_url,
+            c.rpc_source.describe(),
+            c.chain_id,
+            c.rpc_chain_id.as_deref().unwrap_or("nothing"),
+            c.batch_sequence,
+            mark(c.ok),
+        ));
+        for t in &c.txs {
+            s.push_str(&format!(
+                "\n  tx {} {} height {} code {} memo {}",
+                t.hash,
+                mark(t.ok),
+                t.height.map(|h| h.to_string()).unwrap_or_else(|| "?".into()),
+                t.code.map(|c| c.to_string()).unwrap_or_else(|| "?".into()),
+                t.memo.as_deref().unwrap_or("?"),
+            ));
+        }
+    }
+    for p in &v.problems {
+        s.push_str(&format!("\nproblem: {p}"));
+    }
+    s.push_str(if v.verified() { "\nverified" } else { "\nNOT verified" });
+    s
 }
