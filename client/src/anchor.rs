@@ -237,7 +237,7 @@ impl RpcSource {
         match self {
             RpcSource::Flag => "from --chain-rpc",
             RpcSource::Node => {
-                "reported by the node: trusted less than an RPC you choose (pass --chain-rpc URL)"
+                "reported by the node: trusted less than an RPC you choose with --chain-rpc URL"
             }
         }
     }

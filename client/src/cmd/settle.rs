@@ -117,3 +117,60 @@ fn report(id: &Id, v: &Verification) -> String {
     s.push_str(if v.verified() { "\nverified" } else { "\nNOT verified" });
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leasemesh_client::anchor::{judge, RpcAnswers, RpcSource};
+    use leasemesh_protocol::{Anchor, Hash};
+    use serde_json::Value;
+
+    fn json(s: &str) -> Value {
+        serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn the_report_names_the_rpc_its_source_and_each_transaction() {
+        let hashes = [
+            "4F409F6A47035E345AB518C4DCEC3134AB64D2453EDF7AAD297BCF84F79D987F",
+            "6681EFF5F2DF1B1F7AD02358BD9B9521AE49264C1BFC020FBF8864926AA5C82C",
+        ];
+        let anchor = Anchor {
+            chain_id: "leasemesh-devnet-1".into(),
+            tx_hashes: hashes.iter().map(|h| (*h).to_owned()).collect(),
+            height: 4,
+        };
+        let root =
+            Hash::from_hex("4cbeda830477a7f35db8ed9f8d74afd158b33fee8a45a6b0069cfa1b76cd7aea")
+                .unwrap();
+        let answers = RpcAnswers {
+            status: Ok(json(include_str!("../../testdata/cometbft/status.json"))),
+            txs: vec![
+                Ok(json(include_str!("../../testdata/cometbft/tx0.json"))),
+                Ok(json(include_str!("../../testdata/cometbft/tx1.json"))),
+            ],
+        };
+        let rpc = "http://127.0.0.1:26657";
+        let check = judge(&anchor, 1, &root, rpc, RpcSource::Node, &answers);
+        let v = Verification {
+            proof_ok: true,
+            batch_signature_ok: true,
+            anchor_ok: check.ok,
+            anchor: Some(anchor),
+            chain: vec![check],
+            ..Verification::default()
+        };
+        let id = Hash::domain("lease", &[]);
+        let text = report(&id, &v);
+        assert!(
+            text.contains(&format!("chain rpc         {rpc} (reported by the node: trusted less"))
+        );
+        assert!(text.contains(&format!("  tx {} ok height 4 code 0 memo lm:v1:1:1/2:", hashes[1])));
+        assert!(text.ends_with("\nverified"), "{text}");
+        // The JSON document carries the per-transaction verdicts.
+        let doc = serde_json::to_value(&v).unwrap();
+        assert_eq!(doc["chain"][0]["rpc_source"], "node");
+        assert_eq!(doc["chain"][0]["txs"][0]["hash"], hashes[0]);
+        assert_eq!(doc["chain"][0]["txs"][0]["ok"], true);
+    }
+}
