@@ -221,7 +221,8 @@ pub async fn settle_bench(
 }
 
 /// A devnet for a mesh that settles on it: account 0 is the settler, then the tenants, then the
-/// providers; every tenant has granted the settler a `SendAuthorization` of `grant` inj.
+/// providers. Tenants grant the settler through the light client once the mesh runs
+/// ([`MeshChain::grant_and_bind`]).
 #[derive(Debug)]
 pub struct MeshChain {
     pub devnet: Devnet,
@@ -232,12 +233,8 @@ pub struct MeshChain {
 }
 
 impl MeshChain {
-    /// Starts the devnet, funds the accounts, and lets every tenant grant the settler.
-    pub async fn start(
-        tenants: usize,
-        providers: usize,
-        grant: u128,
-    ) -> Result<MeshChain, ChainRunError> {
+    /// Starts the devnet and funds the accounts.
+    pub async fn start(tenants: usize, providers: usize) -> Result<MeshChain, ChainRunError> {
         let devnet = Devnet::start(DevnetConfig {
             accounts: 1 + tenants + providers,
             ..DevnetConfig::default()
@@ -247,7 +244,6 @@ impl MeshChain {
         let tenant_accounts = devnet.accounts[1..=tenants].to_vec();
         let provider_accounts = devnet.accounts[1 + tenants..].to_vec();
         let client = ChainClient::new(chain_config(&devnet))?;
-        grant_all(&client, &tenant_accounts, &settler.address, grant).await?;
         Ok(MeshChain {
             devnet,
             settler,
@@ -264,6 +260,33 @@ impl MeshChain {
             chain_id: self.devnet.chain_id.clone(),
             settler_secret_hex: self.settler.secret_hex.clone(),
         }
+    }
+
+    /// What `leasemesh grant --chain-key` does, for tenant `i` signing orders with `key`: an
+    /// authz grant of `limit` inj to the settler's chain account, sent by the tenant's chain
+    /// key, then the ADR-036 binding of that account to `key`, posted to the settler. Blocking
+    /// (the light client's HTTP).
+    pub fn grant_and_bind(
+        &self,
+        settler: &leasemesh_client::NodeClient,
+        i: usize,
+        key: &Keypair,
+        limit: u128,
+    ) -> Result<serde_json::Value, ChainRunError> {
+        use leasemesh_client::cosmos_grant::{grant_and_bind, ChainParams};
+        let tenant = self
+            .tenants
+            .get(i)
+            .ok_or_else(|| ChainRunError::Other(format!("no tenant account {i}")))?;
+        let mut secret = [0u8; 32];
+        hex::decode_to_slice(&tenant.secret_hex, &mut secret)
+            .map_err(|e| ChainRunError::Other(format!("tenant secret: {e}")))?;
+        let params =
+            ChainParams::injective(self.devnet.rpc_url.clone(), self.devnet.chain_id.clone());
+        let limit = leasemesh_protocol::Coin::new(DENOM, limit);
+        grant_and_bind(settler, &params, &secret, key, &limit).map_err(|e| {
+            ChainRunError::Other(format!("grant and bind for {}: {e}", tenant.address))
+        })
     }
 
     /// `address`'s balance in the chain's denom.

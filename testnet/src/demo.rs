@@ -70,8 +70,14 @@ fn context_tar(dir: &Path) -> anyhow::Result<Vec<u8>> {
 /// Builds the tiny web image (`FROM scratch` + static busybox + one page) through the Docker
 /// build API. Cheap when cached.
 pub async fn build_image(docker: &Docker, tag: &str) -> anyhow::Result<()> {
+    build_busybox_image(docker, tag, &testdata_dir().join("busybox-web")).await
+}
+
+/// Builds `tag` from `dir` (its `Dockerfile` and `www/index.html`) plus the host's static
+/// busybox, through the Docker build API (no registry needed). The provider tests use it too.
+pub async fn build_busybox_image(docker: &Docker, tag: &str, dir: &Path) -> anyhow::Result<()> {
     let opts = BuildImageOptionsBuilder::default().dockerfile("Dockerfile").t(tag).rm(true).build();
-    let body = bollard::body_full(context_tar(&testdata_dir().join("busybox-web"))?.into());
+    let body = bollard::body_full(context_tar(dir)?.into());
     let mut s = docker.build_image(opts, None, Some(body));
     while let Some(item) = s.next().await {
         let info = item.context("image build")?;
@@ -321,9 +327,9 @@ pub fn run(
         DemoChain::Local => None,
         DemoChain::Injective => {
             progress("starting the injectived devnet (one validator on 127.0.0.1)");
-            let c = rt.block_on(MeshChain::start(1, providers.len(), CHAIN_GRANT))?;
+            let c = rt.block_on(MeshChain::start(1, providers.len()))?;
             progress(&format!(
-                "devnet {} at {} (up in {:.1} s); the tenant's account granted the settler {CHAIN_GRANT} inj",
+                "devnet {} at {} (up in {:.1} s)",
                 c.devnet.chain_id,
                 c.devnet.rpc_url,
                 c.devnet.startup.as_secs_f64()
@@ -381,6 +387,19 @@ pub fn run(
         let limit = Coin::new("uakt", 100_000_000_000);
         settle::grant(&settler, &tenant, &address, &limit).context("spend grant")?;
         progress(&format!("tenant {}… granted the settler {limit}", &address[..16]));
+    } else {
+        let granted = slot
+            .lock()
+            .map_err(|_| anyhow!("demo slot poisoned"))?
+            .chain
+            .as_ref()
+            .map(|c| c.grant_and_bind(&settler, 0, &tenant, CHAIN_GRANT))
+            .transpose()
+            .context("grant on chain")?;
+        let tx = granted.as_ref().and_then(|g| g.get("tx_hash")).cloned().unwrap_or_default();
+        progress(&format!(
+            "tenant {address} granted the settler {CHAIN_GRANT} inj on chain (tx {tx}) and bound its order key to that account"
+        ));
     }
     let balance = |address: &str| -> anyhow::Result<u128> {
         match &chain_client {

@@ -74,6 +74,8 @@ fn deploy_async(
 fn closed_proofs(settler: &NodeClient, lease: &Id) -> anyhow::Result<Vec<Value>> {
     demo::wait_closed_anchored(settler, lease, Duration::from_secs(60))?;
     let v = settler.get_json(&format!("/v1/leases/{lease}/proof"))?;
+    // Both tenants hold enough: nothing is left unpaid.
+    ensure!(v.get("shortfall") == Some(&Value::Null), "unexpected shortfall: {v}");
     Ok(v.get("proofs").and_then(Value::as_array).cloned().unwrap_or_default())
 }
 
@@ -150,7 +152,7 @@ fn run(on_chain: bool) -> anyhow::Result<()> {
     let t2 = Keypair::from_seed_label("e2e-tenant-2");
     let chain = if on_chain {
         log("starting the injectived devnet; tenants grant the settler on chain");
-        Some(rt.block_on(MeshChain::start(2, providers.len(), CHAIN_GRANT))?)
+        Some(rt.block_on(MeshChain::start(2, providers.len()))?)
     } else {
         None
     };
@@ -189,6 +191,14 @@ fn run(on_chain: bool) -> anyhow::Result<()> {
     let provider_address: BTreeMap<PublicKey, String> =
         mesh.providers().map(|n| (n.key, mesh::provider_address(n))).collect();
     let settler = mesh.settler().client();
+    if let Some(c) = &chain {
+        // Each tenant grants the settler on chain and binds its account to its order key, as
+        // `leasemesh grant --chain-key` does.
+        for (i, t) in [&t1, &t2].into_iter().enumerate() {
+            let g = c.grant_and_bind(&settler, i, t, CHAIN_GRANT)?;
+            log(&format!("tenant {} granted and bound (tx {})", i + 1, g["tx_hash"]));
+        }
+    }
     let books = Books { settler: settler.clone(), chain: chain.as_ref(), rt: &rt, denom };
     let mut before = BTreeMap::new();
     for a in [&a1, &a2].into_iter().chain(provider_address.values()) {
