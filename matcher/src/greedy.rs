@@ -42,8 +42,12 @@ use leasemesh_protocol::{Assignment, Award};
 use crate::input::EpochInput;
 use crate::outcome::{EpochOutcome, Unmatched, UnmatchedReason};
 use crate::prepare::{
-    prepare, GroupReq, POrder, PProvider, STAGE_ELIGIBLE, STAGE_OVER_PRICE, STAGE_PLACEMENT,
+    prepare, GroupReq, POrder, PProvider, Prepared, STAGE_ELIGIBLE, STAGE_OVER_PRICE,
+    STAGE_PLACEMENT,
 };
+
+/// Orders loaded ahead of the greedy pass, per block (see [`match_epoch`]).
+const AHEAD: usize = 16;
 
 /// Marks a placement without GPUs in [`Placed::pool`].
 const NO_POOL: u32 = u32::MAX;
@@ -62,49 +66,33 @@ pub(crate) struct Placed {
 pub fn match_epoch(input: &EpochInput) -> EpochOutcome {
     let mut prep = prepare(input);
     let seq = processing_order(&prep.orders);
-    let mut awards: Vec<Award> = Vec::new();
-    let mut unmatched: Vec<Unmatched> = Vec::new();
+    let mut awards: Vec<Award> = Vec::with_capacity(prep.orders.len());
+    let mut unmatched: Vec<Unmatched> = Vec::with_capacity(prep.orders.len());
     let mut log: Vec<Placed> = Vec::new();
     let mut tried: Vec<u32> = Vec::new();
-    for oi in seq {
-        let o = &prep.orders[oi as usize];
-        let mut won = None;
-        if o.eligible > 0 && o.groups.iter().all(|g| g.satisfiable) {
-            tried.clear();
-            let cands = prep.cands.get(o.cands.0 as usize..o.cands.1 as usize).unwrap_or(&[]);
-            for c in cands {
-                if tried.contains(&c.provider) {
-                    continue;
-                }
-                tried.push(c.provider);
-                let Some(p) = prep.providers.get_mut(c.provider as usize) else { continue };
-                if !p.may_fit(o) {
-                    continue;
-                }
-                log.clear();
-                if place(p, &o.groups, &mut log) {
-                    p.refresh();
-                    won = Some(*c);
-                    break;
+    let mut tryable = [false; AHEAD];
+    for block in seq.chunks(AHEAD) {
+        // The orders come in scarcity order, so each one's data is a cache miss (the order,
+        // its groups, its bids, the winning bid's body). They do not depend on one another:
+        // load a block of them in one tight loop, where the processor overlaps the misses,
+        // before the sequential pass that needs them.
+        let mut warm = 0u8;
+        for (&oi, t) in block.iter().zip(tryable.iter_mut()) {
+            let o = &prep.orders[oi as usize];
+            *t = o.eligible > 0 && o.groups.iter().all(|g| g.satisfiable);
+            if let Some(c) = prep.cands_of(o).first().filter(|_| *t) {
+                if let Some((id, bid)) = prep.bid(c.bid) {
+                    warm ^= id.0[0] ^ bid.price_per_hour.denom.as_bytes().first().unwrap_or(&0);
                 }
             }
         }
-        match won {
-            Some(c) => {
-                let p = &prep.providers[c.provider as usize];
-                let Some((bid_id, bid)) = prep.bid(c.bid) else { continue };
-                awards.push(Award {
-                    order_id: o.id,
-                    bid_id,
-                    provider: p.key,
-                    price_per_hour: bid.price_per_hour.clone(),
-                    assignments: assignments(p, &o.groups, &log),
-                });
-            }
-            None => unmatched.push(Unmatched { order_id: o.id, reason: reason(o) }),
+        std::hint::black_box(warm);
+        for (&oi, &t) in block.iter().zip(tryable.iter()) {
+            step(&mut prep, oi, t, &mut log, &mut tried, &mut awards, &mut unmatched);
         }
     }
-    awards.sort_by_key(|a| a.order_id);
+    // Order ids are distinct: an unstable sort gives the same result, without a buffer.
+    awards.sort_unstable_by_key(|a| a.order_id);
     unmatched.sort();
     let mut outcome = EpochOutcome {
         order_ids: prep.ids.order_ids,
@@ -120,7 +108,56 @@ pub fn match_epoch(input: &EpochInput) -> EpochOutcome {
     outcome
 }
 
-pub(crate) fn reason(o: &POrder<'_>) -> UnmatchedReason {
+/// Takes one order: its cheapest eligible bid whose provider can place every replica now, or
+/// nothing. `tryable`: the order has eligible bids and asks for nothing no provider offers.
+fn step(
+    prep: &mut Prepared<'_>,
+    oi: u32,
+    tryable: bool,
+    log: &mut Vec<Placed>,
+    tried: &mut Vec<u32>,
+    awards: &mut Vec<Award>,
+    unmatched: &mut Vec<Unmatched>,
+) {
+    let Some(o) = prep.orders.get(oi as usize) else { return };
+    let mut won = None;
+    if tryable {
+        tried.clear();
+        for c in prep.cands.get(o.cands.0 as usize..o.cands.1 as usize).unwrap_or(&[]) {
+            if tried.contains(&c.provider) {
+                continue;
+            }
+            tried.push(c.provider);
+            let Some(p) = prep.providers.get_mut(c.provider as usize) else { continue };
+            if !p.may_fit(o) {
+                continue;
+            }
+            log.clear();
+            if place(p, &o.groups, log) {
+                p.refresh();
+                won = Some(*c);
+                break;
+            }
+        }
+    }
+    let award = won.and_then(|c| {
+        let p = prep.providers.get(c.provider as usize)?;
+        let (bid_id, bid) = prep.bid(c.bid)?;
+        Some(Award {
+            order_id: o.id,
+            bid_id,
+            provider: p.key,
+            price_per_hour: bid.price_per_hour.clone(),
+            assignments: assignments(p, &o.groups, log),
+        })
+    });
+    match award {
+        Some(a) => awards.push(a),
+        None => unmatched.push(Unmatched { order_id: o.id, reason: reason(o) }),
+    }
+}
+
+pub(crate) fn reason(o: &POrder) -> UnmatchedReason {
     match o.best_stage {
         STAGE_ELIGIBLE => UnmatchedReason::Capacity,
         STAGE_PLACEMENT => UnmatchedReason::Placement,
@@ -130,7 +167,7 @@ pub(crate) fn reason(o: &POrder<'_>) -> UnmatchedReason {
 }
 
 /// Indices of the orders in the order they are taken: fewest eligible bids, largest, rank.
-pub(crate) fn processing_order(orders: &[POrder<'_>]) -> Vec<u32> {
+pub(crate) fn processing_order(orders: &[POrder]) -> Vec<u32> {
     // Sort compact keys, not indices into `orders`: no cache miss per comparison.
     let mut keys: Vec<(u32, u64, [u8; 16], u32)> = orders
         .iter()

@@ -94,7 +94,7 @@ impl PProvider<'_> {
     }
 
     /// False if the order certainly does not fit (the summaries are upper bounds).
-    pub fn may_fit(&self, o: &POrder<'_>) -> bool {
+    pub fn may_fit(&self, o: &POrder) -> bool {
         o.size <= self.total_cpu
             && o.max_replica_cpu <= self.max_host_cpu
             && o.gpus <= self.total_gpus
@@ -196,9 +196,8 @@ fn per(free: u64, need: u64) -> u64 {
     free.checked_div(need).unwrap_or(u64::MAX)
 }
 #[derive(Debug, Clone)]
-pub(crate) struct POrder<'a> {
+pub(crate) struct POrder {
     pub id: Id,
-    pub order: &'a Order,
     pub groups: Vec<GroupReq>,
     pub max_price: u128,
     /// Range of this order's eligible bids in `Prepared::cands`.
@@ -229,7 +228,7 @@ pub(crate) struct Cand {
 #[derive(Debug)]
 pub(crate) struct Prepared<'a> {
     /// Kept orders, sorted by id.
-    pub orders: Vec<POrder<'a>>,
+    pub orders: Vec<POrder>,
     /// Kept snapshots, sorted by provider key.
     pub providers: Vec<PProvider<'a>>,
     pub input: &'a EpochInput,
@@ -246,7 +245,7 @@ impl<'a> Prepared<'a> {
         self.input.bids.get(pos as usize).map(|(id, b)| (*id, b))
     }
 
-    pub fn cands_of(&self, order: &POrder<'_>) -> &[Cand] {
+    pub fn cands_of(&self, order: &POrder) -> &[Cand] {
         self.cands.get(order.cands.0 as usize..order.cands.1 as usize).unwrap_or(&[])
     }
 }
@@ -452,6 +451,12 @@ struct Slot {
     min_uptime: u16,
 }
 
+impl Slot {
+    /// The slot of an order id that is not kept (excluded as invalid).
+    const UNUSED: Slot =
+        Slot { max_price: 0, order: NONE, denom: NONE, attrs: None, min_uptime: 0 };
+}
+
 pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
     let mut excluded = Vec::new();
     let orders_dd = dedupe(&input.orders, InputKind::Order, &mut excluded);
@@ -563,103 +568,175 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
             })
             .collect();
 
-    // Orders in integer form, walked in input (memory) order and put in id order.
+    // Orders in integer form, walked in input (memory) order and put in id order. What the
+    // bid checks need goes to `slots` in the same walk, while the order is in cache. Denoms
+    // are numbered as first seen: the numbers are only compared with each other.
+    //
+    // By blocks, like the bids below: a tight loop finds where each order goes (misses in the
+    // index and in the destination, independent from one order to the next, so they overlap),
+    // then a second loop converts them.
+    const ORDER_BLOCK: usize = 16;
     let order_ids = &ids.order_ids;
     let order_index = IdIndex::new(order_ids.iter().map(prefix).collect());
     let find_order = |id: &Id| order_index.find(prefix(id), |i| order_ids[i] == *id);
-    let mut order_slots: Vec<Option<POrder<'_>>> = (0..order_ids.len()).map(|_| None).collect();
-    for (_, id, o) in kept(&input.orders, &orders_dd.dropped) {
-        if !order_is_valid(o) {
-            excluded.push(Excluded {
-                kind: InputKind::Order,
-                id: *id,
-                reason: ExcludedReason::InvalidOrder,
-            });
-            continue;
-        }
-        let Some(slot) = find_order(id).and_then(|i| order_slots.get_mut(i)) else { continue };
-        *slot = Some(order_form(*id, o, &intern, &salt));
-    }
-    let mut denoms: Vec<&str> =
-        order_slots.iter().flatten().map(|o| o.order.max_price_per_hour.denom.as_str()).collect();
-    denoms.sort_unstable();
-    denoms.dedup();
+    let mut order_slots: Vec<Option<POrder>> = (0..order_ids.len()).map(|_| None).collect();
+    let mut slots: Vec<Slot> = (0..order_ids.len()).map(|_| Slot::UNUSED).collect();
+    let mut denoms: Vec<&str> = Vec::new();
     let mut order_attrs: Vec<u32> = Vec::new();
-    let mut slots: Vec<Slot> = Vec::with_capacity(order_slots.len());
-    let mut dense = 0u32;
-    for o in &order_slots {
-        let Some(o) = o else {
-            slots.push(Slot { max_price: 0, order: NONE, denom: NONE, attrs: None, min_uptime: 0 });
-            continue;
-        };
-        let placement = &o.order.placement;
-        let start = order_attrs.len();
-        let mut attrs = Some((start as u32, start as u32));
-        for a in &placement.attributes {
-            match attr_names.get(a) {
-                Some(i) => order_attrs.push(*i),
-                None => attrs = None,
+    let mut next_dropped = orders_dd.dropped.iter().copied().peekable();
+    let mut ranks = [NONE; ORDER_BLOCK];
+    for (b, block) in input.orders.chunks(ORDER_BLOCK).enumerate() {
+        let mut warm = 0u32;
+        for ((id, o), rank) in block.iter().zip(ranks.iter_mut()) {
+            *rank = find_order(id).map_or(NONE, |i| i as u32);
+            warm ^= o.groups.first().map_or(0, |g| g.count);
+            warm ^= slots.get(*rank as usize).map_or(0, |s| s.order);
+            warm ^= u32::from(order_slots.get(*rank as usize).is_some_and(Option::is_some));
+        }
+        std::hint::black_box(warm);
+        for (j, ((id, o), &rank)) in block.iter().zip(ranks.iter()).enumerate() {
+            if next_dropped.next_if_eq(&((b * ORDER_BLOCK + j) as u32)).is_some() {
+                continue;
             }
+            if !order_is_valid(o) {
+                excluded.push(Excluded {
+                    kind: InputKind::Order,
+                    id: *id,
+                    reason: ExcludedReason::InvalidOrder,
+                });
+                continue;
+            }
+            let (Some(order_slot), Some(slot)) =
+                (order_slots.get_mut(rank as usize), slots.get_mut(rank as usize))
+            else {
+                continue;
+            };
+            let denom = &o.max_price_per_hour.denom;
+            let denom = match denoms.iter().position(|d| *d == denom) {
+                Some(i) => i,
+                None => {
+                    denoms.push(denom);
+                    denoms.len() - 1
+                }
+            };
+            let placement = &o.placement;
+            let start = order_attrs.len();
+            let mut attrs = Some((start as u32, start as u32));
+            for a in &placement.attributes {
+                match attr_names.get(a) {
+                    Some(i) => order_attrs.push(*i),
+                    None => attrs = None,
+                }
+            }
+            match &mut attrs {
+                Some((_, end)) => *end = order_attrs.len() as u32,
+                None => order_attrs.truncate(start),
+            }
+            *slot = Slot {
+                max_price: o.max_price_per_hour.amount,
+                order: NONE,
+                denom: denom as u32,
+                attrs,
+                min_uptime: placement.min_uptime_bps,
+            };
+            *order_slot = Some(order_form(*id, o, &intern, &salt));
         }
-        match &mut attrs {
-            Some((_, end)) => *end = order_attrs.len() as u32,
-            None => order_attrs.truncate(start),
-        }
-        slots.push(Slot {
-            max_price: o.max_price,
-            order: dense,
-            denom: denoms
-                .binary_search(&o.order.max_price_per_hour.denom.as_str())
-                .map_or(NONE, |i| i as u32),
-            attrs,
-            min_uptime: placement.min_uptime_bps,
-        });
-        dense += 1;
     }
-    let mut orders: Vec<POrder<'_>> = order_slots.into_iter().flatten().collect();
+    // Number the kept orders in id order.
+    let mut dense = 0u32;
+    for (slot, o) in slots.iter_mut().zip(&order_slots) {
+        if o.is_some() {
+            slot.order = dense;
+            dense += 1;
+        }
+    }
+    // `filter_map` rather than `flatten`: it collects in place, without a second array.
+    #[allow(clippy::filter_map_identity)]
+    let mut orders: Vec<POrder> = order_slots.into_iter().filter_map(|o| o).collect();
 
     // Bids: resolve order and provider, apply the static checks. Walk the input in its own
-    // order (memory order, so no cache miss per bid); keep only the eligible bids.
+    // order (memory order); keep only the eligible bids.
+    //
+    // The bids go by blocks: a first tight loop finds each bid's order and denom (a random
+    // access into the order index and a read of the bid's denom string, both likely cache
+    // misses, and independent from one bid to the next, so the processor overlaps them), then
+    // a second loop applies the checks on data now in cache.
+    const BLOCK: usize = 64;
     let provider_index = IdIndex::new(providers.iter().map(|p| key_prefix(&p.key)).collect());
     let mut best_stage = vec![0u8; orders.len()];
     let mut eligible = vec![0u32; orders.len()];
     // (order, bid position, provider) of every eligible bid, in input order.
     let mut staged: Vec<(u32, u32, u32)> = Vec::with_capacity(input.bids.len());
-    for (pos, id, bid) in kept(&input.bids, &bids_dd.dropped) {
-        let reject = |reason| Excluded { kind: InputKind::Bid, id: *id, reason };
-        let Some(slot) = find_order(&bid.order_id).map(|i| &slots[i]).filter(|s| s.order != NONE)
-        else {
-            excluded.push(reject(ExcludedReason::UnknownOrder));
-            continue;
-        };
-        let Some(pi) =
-            provider_index.find(key_prefix(&bid.provider), |i| providers[i].key == bid.provider)
-        else {
-            excluded.push(reject(ExcludedReason::NoProviderSnapshot));
-            continue;
-        };
-        if denoms.get(slot.denom as usize).is_none_or(|d| *d != bid.price_per_hour.denom) {
-            excluded.push(reject(ExcludedReason::DenomMismatch));
-            continue;
+    let mut next_dropped = bids_dd.dropped.iter().copied().peekable();
+    // Per bid of a block: its order's index in the sorted order ids, and its denom's index in
+    // `denoms` (`NONE`: not found).
+    let mut looked = [(NONE, NONE); BLOCK];
+    // Where each run of bids for one order starts in the block, and that order's index.
+    let mut runs = [(0usize, NONE); BLOCK];
+    for (b, block) in input.bids.chunks(BLOCK).enumerate() {
+        // Bids for one order often come together: one lookup per run of them.
+        let mut n_runs = 0;
+        for (j, (_, bid)) in block.iter().enumerate() {
+            looked[j].1 = denoms
+                .iter()
+                .position(|d| *d == bid.price_per_hour.denom)
+                .map_or(NONE, |i| i as u32);
+            if j == 0 || block[j - 1].1.order_id != bid.order_id {
+                runs[n_runs] = (j, NONE);
+                n_runs += 1;
+            }
         }
-        let p = &providers[pi];
-        let stage = if bid.price_per_hour.amount > slot.max_price {
-            STAGE_OVER_PRICE
-        } else if p.uptime_bps < slot.min_uptime
-            || !slot
-                .attrs
-                .and_then(|(s, e)| order_attrs.get(s as usize..e as usize))
-                .is_some_and(|want| want.iter().all(|a| p.attrs.binary_search(a).is_ok()))
-        {
-            STAGE_PLACEMENT
-        } else {
-            STAGE_ELIGIBLE
-        };
-        let oi = slot.order as usize;
-        best_stage[oi] = best_stage[oi].max(stage);
-        if stage == STAGE_ELIGIBLE {
-            eligible[oi] += 1;
-            staged.push((slot.order, pos, pi as u32));
+        let mut warm = 0u32;
+        for run in &mut runs[..n_runs] {
+            run.1 = find_order(&block[run.0].1.order_id).map_or(NONE, |i| i as u32);
+            warm ^= slots.get(run.1 as usize).map_or(0, |s| s.order);
+        }
+        std::hint::black_box(warm);
+        for (r, &(start, rank)) in runs[..n_runs].iter().enumerate() {
+            let end = runs.get(r + 1).filter(|_| r + 1 < n_runs).map_or(block.len(), |x| x.0);
+            for l in &mut looked[start..end] {
+                l.0 = rank;
+            }
+        }
+        for (j, ((id, bid), &(rank, denom))) in block.iter().zip(looked.iter()).enumerate() {
+            let pos = (b * BLOCK + j) as u32;
+            if next_dropped.next_if_eq(&pos).is_some() {
+                continue;
+            }
+            let reject = |reason| Excluded { kind: InputKind::Bid, id: *id, reason };
+            let Some(slot) = slots.get(rank as usize).filter(|s| s.order != NONE) else {
+                excluded.push(reject(ExcludedReason::UnknownOrder));
+                continue;
+            };
+            let Some(pi) = provider_index
+                .find(key_prefix(&bid.provider), |i| providers[i].key == bid.provider)
+            else {
+                excluded.push(reject(ExcludedReason::NoProviderSnapshot));
+                continue;
+            };
+            if denom != slot.denom {
+                excluded.push(reject(ExcludedReason::DenomMismatch));
+                continue;
+            }
+            let p = &providers[pi];
+            let stage = if bid.price_per_hour.amount > slot.max_price {
+                STAGE_OVER_PRICE
+            } else if p.uptime_bps < slot.min_uptime
+                || !slot
+                    .attrs
+                    .and_then(|(s, e)| order_attrs.get(s as usize..e as usize))
+                    .is_some_and(|want| want.iter().all(|a| p.attrs.binary_search(a).is_ok()))
+            {
+                STAGE_PLACEMENT
+            } else {
+                STAGE_ELIGIBLE
+            };
+            let oi = slot.order as usize;
+            best_stage[oi] = best_stage[oi].max(stage);
+            if stage == STAGE_ELIGIBLE {
+                eligible[oi] += 1;
+                staged.push((slot.order, pos, pi as u32));
+            }
         }
     }
 
@@ -709,12 +786,7 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
 }
 
 /// One order in integer form (the caller checked it is valid).
-fn order_form<'a>(
-    id: Id,
-    o: &'a Order,
-    intern: &impl Fn(&str) -> Option<u32>,
-    salt: &Hash,
-) -> POrder<'a> {
+fn order_form(id: Id, o: &Order, intern: &impl Fn(&str) -> Option<u32>, salt: &Hash) -> POrder {
     let groups: Vec<GroupReq> = o
         .groups
         .iter()
@@ -782,7 +854,6 @@ fn order_form<'a>(
     }
     POrder {
         id,
-        order: o,
         groups,
         max_price: o.max_price_per_hour.amount,
         cands: (0, 0),
