@@ -202,7 +202,8 @@ pub struct Ingest {
     store: Store,
     events: broadcast::Sender<NodeEvent>,
     batch_check: Option<Arc<dyn BatchCheck>>,
-    /// The genesis settlers: the only keys that may close a lease for lack of funds.
+    /// The genesis settlers: the only keys that may close a lease for lack of funds or for its
+    /// provider's silence.
     settlers: Arc<[PublicKey]>,
 }
 
@@ -212,7 +213,7 @@ impl Ingest {
     }
 
     /// The genesis settlers. Without them (a node with no genesis) no `Closed(InsufficientFunds)`
-    /// is accepted.
+    /// or `Closed(ProviderSilent)` is accepted.
     pub fn with_settlers(mut self, settlers: Vec<PublicKey>) -> Ingest {
         self.settlers = Arc::from(settlers);
         self
@@ -454,28 +455,39 @@ impl Ingest {
         Outcome::ok(id)
     }
 
-    /// Who may sign what: `Closed(InsufficientFunds)` only a genesis settler (the settlement
-    /// settler stops a lease its tenant can no longer pay for), and a settler nothing else;
-    /// every other event the lease's provider or tenant.
+    /// Who may sign what: `Closed(InsufficientFunds)` and `Closed(ProviderSilent)` only a
+    /// genesis settler (the settlement settler stops a lease its tenant can no longer pay for,
+    /// or whose provider fell silent past the grace period: the reason is the settler's verdict,
+    /// so neither party may claim it), and a settler nothing else; every other event the
+    /// lease's provider or tenant.
     fn check_lease_signer(
         &self,
         lease: &LeaseRecord,
         s: &Signed<LeaseEvent>,
     ) -> Result<(), &'static str> {
-        let funds_close =
-            s.body.kind == LeaseEventKind::Closed { reason: CloseReason::InsufficientFunds };
-        if funds_close {
-            return if self.settlers.contains(&s.signer) {
-                Ok(())
-            } else {
-                Err("only a genesis settler may close a lease for insufficient funds")
+        if let LeaseEventKind::Closed { reason } = &s.body.kind {
+            let why = match reason {
+                CloseReason::InsufficientFunds => {
+                    Some("only a genesis settler may close a lease for insufficient funds")
+                }
+                CloseReason::ProviderSilent => {
+                    Some("only a genesis settler may close a lease for its provider's silence")
+                }
+                CloseReason::TenantClosed
+                | CloseReason::TermEnded
+                | CloseReason::ProviderClosed => None,
             };
+            if let Some(why) = why {
+                return if self.settlers.contains(&s.signer) { Ok(()) } else { Err(why) };
+            }
         }
         if s.signer == lease.provider || Some(s.signer) == lease.tenant {
             return Ok(());
         }
         if self.settlers.contains(&s.signer) {
-            return Err("a settler may sign only Closed(InsufficientFunds) lease events");
+            return Err(
+                "a settler may sign only Closed(InsufficientFunds) or Closed(ProviderSilent) lease events",
+            );
         }
         Err("a lease event must be signed by the lease's provider or tenant")
     }
@@ -634,10 +646,11 @@ mod tests {
         assert_eq!(r[0].reason, Reason::WrongSigner);
     }
 
-    /// Only a genesis settler may close a lease for lack of funds, and a settler may sign
-    /// nothing else; the tenant and the provider cannot claim the settler's reason.
+    /// Only a genesis settler may close a lease for lack of funds or for its provider's
+    /// silence, and a settler may sign nothing else; the tenant and the provider cannot claim
+    /// the settler's reasons.
     #[test]
-    fn only_a_genesis_settler_closes_for_insufficient_funds() {
+    fn only_a_genesis_settler_closes_for_insufficient_funds_or_provider_silence() {
         let (tx, _) = broadcast::channel(16);
         let ing = Ingest::new(Store::temporary().unwrap(), tx)
             .with_settlers(vec![samples::settler_key().public()]);
@@ -664,13 +677,16 @@ mod tests {
         refused(funds(&samples::tenant_key()), "tenant claims insufficient funds");
         refused(funds(&samples::provider_key()), "provider claims insufficient funds");
         refused(funds(&Keypair::from_seed_label("x")), "stranger claims insufficient funds");
+        let silent = |key: &Keypair| {
+            Signed::sign(close(CloseReason::ProviderSilent, NOW + 10), key).encode()
+        };
+        refused(silent(&samples::tenant_key()), "tenant claims the provider fell silent");
+        refused(silent(&samples::provider_key()), "provider claims its own silence");
+        refused(silent(&Keypair::from_seed_label("x")), "stranger claims provider silence");
         let settler = samples::settler_key();
-        for reason in [
-            CloseReason::TenantClosed,
-            CloseReason::TermEnded,
-            CloseReason::ProviderClosed,
-            CloseReason::ProviderSilent,
-        ] {
+        for reason in
+            [CloseReason::TenantClosed, CloseReason::TermEnded, CloseReason::ProviderClosed]
+        {
             refused(
                 Signed::sign(close(reason, NOW + 10), &settler).encode(),
                 "settler, other reason",
@@ -688,9 +704,21 @@ mod tests {
         bare.ingest(Kind::MatchBatch, &[&batch.encode()], NOW);
         let r = bare.ingest(Kind::LeaseEvent, &[&funds(&settler)], NOW);
         assert_eq!(r[0].reason, Reason::WrongSigner);
+        let r = bare.ingest(Kind::LeaseEvent, &[&silent(&settler)], NOW);
+        assert_eq!(r[0].reason, Reason::WrongSigner);
 
-        let r = ing.ingest(Kind::LeaseEvent, &[&funds(&settler)], NOW);
-        assert_eq!(r[0].reason, Reason::Ok, "{}", r[0].detail);
-        assert_eq!(ing.store().lease(&lease_id).unwrap().unwrap().state, "closed");
+        // Either of the genesis settler's closes ends a running lease.
+        for (why, bytes) in [("funds", funds(&settler)), ("silence", silent(&settler))] {
+            let (tx, _) = broadcast::channel(16);
+            let node =
+                Ingest::new(Store::temporary().unwrap(), tx).with_settlers(vec![settler.public()]);
+            node.ingest(Kind::Order, &[&samples::signed_order().encode()], NOW);
+            node.ingest(Kind::MatchBatch, &[&batch.encode()], NOW);
+            node.ingest(Kind::LeaseEvent, &[&running.encode()], NOW);
+            assert_eq!(node.store().lease(&lease_id).unwrap().unwrap().state, "running");
+            let r = node.ingest(Kind::LeaseEvent, &[&bytes], NOW);
+            assert_eq!(r[0].reason, Reason::Ok, "{why}: {}", r[0].detail);
+            assert_eq!(node.store().lease(&lease_id).unwrap().unwrap().state, "closed", "{why}");
+        }
     }
 }

@@ -777,8 +777,9 @@ pub async fn run_settlement(node: Node, shared: Arc<Shared>, mut shutdown: watch
                 tracing::warn!(error = %e, "settlement round failed");
             }
         }
-        // Leases closed for lack of funds: the signed closes go out like any lease event (the
-        // provider stops the containers); kept and retried until the store holds them.
+        // Leases closed for lack of funds or provider silence: the signed closes go out like any
+        // lease event (the provider stops the containers); kept and retried until the store
+        // holds them.
         let closes = s.closes_to_publish(&node.store);
         drop(s);
         for ev in closes.unwrap_or_else(|e| {
@@ -786,10 +787,13 @@ pub async fn run_settlement(node: Node, shared: Arc<Shared>, mut shutdown: watch
             Vec::new()
         }) {
             let lease = ev.body.lease_id;
+            let why = ev.body.kind.clone();
             match node.submit(Kind::LeaseEvent, ev.encode()).await {
-                Ok(_) => tracing::info!(lease = %lease.short(), "lease closed: insufficient funds"),
+                Ok(_) => {
+                    tracing::info!(lease = %lease.short(), ?why, "lease closed by the settler")
+                }
                 Err(o) => {
-                    tracing::warn!(lease = %lease.short(), reason = %o.detail, "funds close refused")
+                    tracing::warn!(lease = %lease.short(), ?why, reason = %o.detail, "settler close refused")
                 }
             }
         }

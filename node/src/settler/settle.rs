@@ -7,8 +7,19 @@
 //! reports it anchored, also after a crash ([`Settlement::open`] finishes what was in flight).
 //!
 //! Which events count: `Running`, `ManifestAccepted` and `Failed` only when signed by the
-//! lease's provider; `Closed` by the provider or the tenant, and `Closed(InsufficientFunds)` by
-//! a genesis settler (the ingest pipeline already refused any other signer).
+//! lease's provider; `Closed` by the provider or the tenant, and `Closed(InsufficientFunds)` or
+//! `Closed(ProviderSilent)` by a genesis settler (the ingest pipeline already refused any other
+//! signer).
+//!
+//! # When a provider falls silent
+//! Accrual ends a lease whose provider sent no proof of life for longer than the order's grace
+//! period, at its last proof of life ([`CloseReason::ProviderSilent`]). The batch records
+//! `LeaseClosed(ProviderSilent)` and the lease's cursor is closed, so it is never charged again.
+//! Unless the lease already carries a close or a failure of its own, the settler also signs a
+//! `Closed(ProviderSilent)` event, dated at that last proof of life, and publishes it once the
+//! batch is anchored, exactly like a funds close: every node's store then shows the lease
+//! closed, the tenant's client learns it, and a provider that comes back stops the containers
+//! instead of running them unpaid.
 //!
 //! # When a tenant cannot pay
 //! Before a batch is built the settler reads, per tenant and denom, what it can pay: the lesser
@@ -97,6 +108,9 @@ pub struct Round {
     pub anchor: AnchorRecord,
     /// Leases of this batch whose tenant could not pay all it owed.
     pub shortfalls: Vec<Shortfall>,
+    /// Leases this batch closed because their provider fell silent for longer than the grace
+    /// period, in lease-id order.
+    pub provider_silent: Vec<Id>,
 }
 
 /// A lease whose tenant could not pay all it owed in the batch that closed it. `unpaid` is
@@ -190,6 +204,9 @@ pub struct Settlement {
     pending_shortfalls: sled::Tree,
     /// Lease id → its [`Shortfall`], once anchored.
     shortfalls: sled::Tree,
+    /// Batch sequence → the settler's signed `Closed(ProviderSilent)` events of that batch (as
+    /// `(lease id, bytes)`), until it is anchored or dropped.
+    pending_closes: sled::Tree,
     /// Lease id → the settler's signed close, until the node's store holds it.
     unpublished: sled::Tree,
     /// Chain address → the tenant key it is bound to ([`tenant_bindings`]).
@@ -232,6 +249,7 @@ impl Settlement {
             pending: db.open_tree("settler/pending_cursors")?,
             pending_shortfalls: db.open_tree("settler/pending_shortfalls")?,
             shortfalls: db.open_tree("settler/shortfalls")?,
+            pending_closes: db.open_tree("settler/pending_closes")?,
             unpublished: db.open_tree("settler/unpublished_closes")?,
             bindings: db.open_tree(tenant_bindings::TREE)?,
             meta: db.open_tree("settler/meta")?,
@@ -307,7 +325,7 @@ impl Settlement {
         Ok(dropped.then_some(false))
     }
 
-    /// Moves cursors and shortfalls of anchored batches from pending to current (a shortfall's
+    /// Moves cursors, shortfalls and closes of anchored batches from pending to current (a
     /// close then waits to be published); drops those of rejected ones.
     fn apply_pending(&self) -> Result<(), SettleError> {
         let head = self.journal.head()?.map_or(0, |(s, _)| s);
@@ -350,6 +368,23 @@ impl Settlement {
                 None => {}
             }
         }
+        for kv in self.pending_closes.iter() {
+            let (k, v) = kv?;
+            match self.fate(&k, head)? {
+                Some(true) => {
+                    let list: Vec<(Id, Vec<u8>)> = postcard::from_bytes(&v)
+                        .map_err(|e| SettleError::Corrupt(e.to_string()))?;
+                    for (lease, bytes) in list {
+                        self.unpublished.insert(lease.as_bytes(), bytes)?;
+                    }
+                    self.pending_closes.remove(&k)?;
+                }
+                Some(false) => {
+                    self.pending_closes.remove(&k)?;
+                }
+                None => {}
+            }
+        }
         Ok(())
     }
 
@@ -361,8 +396,8 @@ impl Settlement {
             .transpose()
     }
 
-    /// The settler's `Closed(InsufficientFunds)` events of anchored batches that `store` does
-    /// not hold yet: submit them through the node (they are gossiped like any lease event). Those
+    /// The settler's `Closed(InsufficientFunds)` and `Closed(ProviderSilent)` events of anchored
+    /// batches that `store` does not hold yet: submit them through the node (they are gossiped like any lease event). Those
     /// already stored are forgotten here, so each is handed out until it lands, then never again.
     pub fn closes_to_publish(&self, store: &Store) -> Result<Vec<Signed<LeaseEvent>>, SettleError> {
         let mut out = Vec::new();
@@ -469,6 +504,12 @@ impl Settlement {
             .into_iter()
             .map(|(i, (owed, paid))| self.shortfall_of(&accruals[i], owed, paid, sequence))
             .collect();
+        let silent = self.silent_closes(store, &accruals)?;
+        let provider_silent: Vec<Id> = accruals
+            .iter()
+            .filter(|a| a.closed.is_some_and(|e| e.reason == CloseReason::ProviderSilent))
+            .map(|a| a.terms.lease_id)
+            .collect();
         let header =
             BatchHeader { settler: self.key.public(), sequence, prev_batch, created_at_ms: now_ms };
         let body: SettlementBatch = build_batch(&header, &accruals)?;
@@ -482,6 +523,11 @@ impl Settlement {
             self.pending_shortfalls.remove(sequence.to_be_bytes())?;
         } else {
             self.pending_shortfalls.insert(sequence.to_be_bytes(), to_canonical(&shortfalls))?;
+        }
+        if silent.is_empty() {
+            self.pending_closes.remove(sequence.to_be_bytes())?;
+        } else {
+            self.pending_closes.insert(sequence.to_be_bytes(), to_canonical(&silent))?;
         }
         let result = match &mut self.backend {
             Backend::Local(l) => self.journal.settle(l, batch).await,
@@ -497,24 +543,65 @@ impl Settlement {
                 "tenant short of funds: lease closed"
             );
         }
+        for lease in &provider_silent {
+            tracing::warn!(lease = %lease.short(), "provider silent past the grace period: lease closed");
+        }
         tracing::info!(sequence, batch = %batch_id.short(), leases = accruals.len(), records, height = anchor.height, "settlement batch anchored");
-        Ok(Some(Round { sequence, batch_id, leases: accruals.len(), records, anchor, shortfalls }))
+        Ok(Some(Round {
+            sequence,
+            batch_id,
+            leases: accruals.len(),
+            records,
+            anchor,
+            shortfalls,
+            provider_silent,
+        }))
+    }
+
+    /// The settler's signed `Closed(ProviderSilent)` for each accrual that ended for provider
+    /// silence, as `(lease id, bytes)` in lease-id order; none for a lease whose store record
+    /// is already closed or failed (its own event ended it for everyone).
+    fn silent_closes(
+        &self,
+        store: &Store,
+        accruals: &[LeaseAccrual],
+    ) -> Result<Vec<(Id, Vec<u8>)>, SettleError> {
+        let mut out = Vec::new();
+        for a in accruals {
+            let Some(end) = a.closed.filter(|e| e.reason == CloseReason::ProviderSilent) else {
+                continue;
+            };
+            let lease = a.terms.lease_id;
+            let ended = store
+                .lease(&lease)?
+                .is_some_and(|l| matches!(l.state.as_str(), "closed" | "failed"));
+            if !ended {
+                out.push((lease, self.settler_close(a, end).encode()));
+            }
+        }
+        out.sort_by_key(|(lease, _)| *lease);
+        Ok(out)
+    }
+
+    /// The settler's signed close of an accrual's lease, dated when it ended.
+    fn settler_close(&self, a: &LeaseAccrual, end: LeaseEnd) -> Signed<LeaseEvent> {
+        let ev = LeaseEvent {
+            version: leasemesh_protocol::v(),
+            lease_id: a.terms.lease_id,
+            order_id: a.terms.order_id,
+            at_ms: end.at_ms,
+            kind: LeaseEventKind::Closed { reason: end.reason },
+        };
+        Signed::sign(ev, &self.key)
     }
 
     /// The record of a capped accrual, with the settler's signed close when the lease was still
     /// open.
     fn shortfall_of(&self, a: &LeaseAccrual, owed: u128, paid: u128, sequence: u64) -> Shortfall {
-        let closed_by_us = a.closed.is_some_and(|e| e.reason == CloseReason::InsufficientFunds);
-        let close_hex = closed_by_us.then(|| {
-            let ev = LeaseEvent {
-                version: leasemesh_protocol::v(),
-                lease_id: a.terms.lease_id,
-                order_id: a.terms.order_id,
-                at_ms: a.to_ms,
-                kind: LeaseEventKind::Closed { reason: CloseReason::InsufficientFunds },
-            };
-            hex::encode(Signed::sign(ev, &self.key).encode())
-        });
+        let close_hex = a
+            .closed
+            .filter(|e| e.reason == CloseReason::InsufficientFunds)
+            .map(|end| hex::encode(self.settler_close(a, end).encode()));
         Shortfall {
             lease_id: a.terms.lease_id,
             tenant_address: a.terms.tenant_address.clone(),
@@ -642,20 +729,27 @@ fn lease_terms(store: &Store, lease: &LeaseRecord) -> Result<Option<LeaseTerms>,
 }
 
 /// The events accrual may rely on: the provider's, the tenant's `Closed`, and a settler's
-/// `Closed(InsufficientFunds)`.
+/// `Closed(InsufficientFunds)` or `Closed(ProviderSilent)`.
 fn counted_events(
     lease: &LeaseRecord,
     settlers: &[PublicKey],
     events: Vec<Signed<LeaseEvent>>,
 ) -> Vec<LeaseEvent> {
-    let funds_close = LeaseEventKind::Closed { reason: CloseReason::InsufficientFunds };
+    let settler_close = |k: &LeaseEventKind| {
+        matches!(
+            k,
+            LeaseEventKind::Closed {
+                reason: CloseReason::InsufficientFunds | CloseReason::ProviderSilent
+            }
+        )
+    };
     events
         .into_iter()
         .filter(|e| {
             e.signer == lease.provider
                 || (matches!(e.body.kind, LeaseEventKind::Closed { .. })
                     && Some(e.signer) == lease.tenant)
-                || (e.body.kind == funds_close && settlers.contains(&e.signer))
+                || (settler_close(&e.body.kind) && settlers.contains(&e.signer))
         })
         .map(|e| e.body)
         .collect()
@@ -1023,6 +1117,236 @@ mod tests {
         let mut s = open(&dir.path().join("s"), g).await;
         assert!(s.settle_once(&store, t0 + 10_000).await.unwrap().is_none());
         assert_eq!(balance(&s, &provider_address), 1250 + 1250 + 300);
+        assert!(s.closes_to_publish(&store).unwrap().is_empty());
+    }
+
+    /// Two providers each run one lease; one provider's heartbeats stop. Its lease is charged
+    /// up to its last heartbeat and no further, the batch that sees the silence past the grace
+    /// period closes it (`LeaseClosed(ProviderSilent)`), the settler publishes a signed
+    /// `Closed(ProviderSilent)` once that batch is anchored (kept across a restart until the
+    /// store holds it), and when the provider comes back nothing more is charged for the lease.
+    #[tokio::test]
+    async fn a_silent_provider_lease_is_closed_and_never_charged_again() {
+        use leasemesh_protocol::SettlementRecord;
+        let settler = samples::settler_key();
+        let (tx, mut rx) = tokio::sync::broadcast::channel(64);
+        let store = Store::temporary().unwrap();
+        let ing = Ingest::new(store.clone(), tx).with_settlers(vec![settler.public()]);
+        let now = samples::SAMPLE_TIME_MS + 1;
+        let ok = |kind, bytes: &[u8]| {
+            let r = ing.ingest(kind, &[bytes], now);
+            assert_eq!(r[0].reason, Reason::Ok, "{}", r[0].detail);
+        };
+        // "dark" falls silent; "steady" keeps beating.
+        let providers: Vec<(Keypair, String)> = ["dark", "steady"]
+            .iter()
+            .map(|name| {
+                let key = Keypair::from_seed_label(&format!("provider-{name}"));
+                let mut info = samples::provider_info();
+                info.provider = key.public();
+                info.chain_address = format!("addr-provider-{name}");
+                ok(Kind::ProviderInfo, &Signed::sign(info, &key).encode());
+                (key, format!("addr-provider-{name}"))
+            })
+            .collect();
+        let price = Coin::new("uakt", 450_000); // 125 per second
+        let grace = samples::order().grace_period_ms;
+        assert_eq!(grace, 30_000);
+        let mut awards = Vec::new();
+        for (i, (pk, _)) in providers.iter().enumerate() {
+            let key = Keypair::from_seed_label(&format!("tenant-{i}"));
+            let mut o = samples::order();
+            o.tenant = key.public();
+            o.tenant_address = format!("addr-tenant-{i}");
+            o.nonce = i as u64;
+            let o = Signed::sign(o, &key);
+            ok(Kind::Order, &o.encode());
+            awards.push(leasemesh_protocol::Award {
+                order_id: o.id(),
+                bid_id: Hash::domain("test/bid", &[&[i as u8]]),
+                provider: pk.public(),
+                price_per_hour: price.clone(),
+                assignments: samples::award().assignments,
+            });
+        }
+        let mut mb = samples::match_batch();
+        mb.order_ids = awards.iter().map(|a| a.order_id).collect();
+        mb.order_ids.sort();
+        mb.bid_ids = awards.iter().map(|a| a.bid_id).collect();
+        mb.bid_ids.sort();
+        mb.awards = awards.clone();
+        mb.awards.sort_by_key(|a| a.order_id);
+        ok(Kind::MatchBatch, &Signed::sign(mb, &settler).encode());
+        let t0 = now + 1000;
+        for (a, (pk, _)) in awards.iter().zip(&providers) {
+            let ev = LeaseEvent {
+                version: leasemesh_protocol::v(),
+                lease_id: a.lease_id(),
+                order_id: a.order_id,
+                at_ms: t0,
+                kind: LeaseEventKind::Running { endpoints: vec![] },
+            };
+            ok(Kind::LeaseEvent, &Signed::sign(ev, pk).encode());
+        }
+        let beat = |pk: &Keypair, seq: u64, at_ms: u64| {
+            let hb = leasemesh_protocol::Heartbeat {
+                version: leasemesh_protocol::v(),
+                provider: pk.public(),
+                sequence: seq,
+                at_ms,
+                info_sequence: 3,
+            };
+            ok(Kind::Heartbeat, &Signed::sign(hb, pk).encode());
+        };
+        // The dark provider beats for 10 s, then nothing; the steady one for a minute.
+        for i in 1..=10u64 {
+            beat(&providers[0].0, i, t0 + i * 1000);
+        }
+        for i in 1..=60u64 {
+            beat(&providers[1].0, i, t0 + i * 1000);
+        }
+        let dark = awards[0].lease_id();
+        let steady = awards[1].lease_id();
+
+        let mut g = genesis("addr-tenant-0", &price.denom);
+        g.balances.clear();
+        for i in 0..2 {
+            g.balances.push(super::super::genesis::GenesisBalance {
+                address: format!("addr-tenant-{i}"),
+                denom: price.denom.clone(),
+                amount: 1_000_000,
+                key: Some(Keypair::from_seed_label(&format!("tenant-{i}")).public()),
+            });
+            g.grants.push(super::super::genesis::GenesisGrant {
+                tenant: format!("addr-tenant-{i}"),
+                denom: price.denom.clone(),
+                limit: 1_000_000,
+            });
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(&dir.path().join("s"), g.clone()).await;
+        let balance = |s: &Settlement, a: &str| s.ledger.balance(a, &price.denom).unwrap();
+        let (dark_addr, steady_addr) = (providers[0].1.clone(), providers[1].1.clone());
+
+        // 5 s in, both are alive: both pay 5 s.
+        let round = s.settle_once(&store, t0 + 5_000).await.unwrap().expect("a batch");
+        assert_eq!(round.leases, 2);
+        assert!(round.provider_silent.is_empty());
+        assert_eq!(balance(&s, &dark_addr), 625);
+        assert_eq!(balance(&s, &steady_addr), 625);
+        assert!(s.closes_to_publish(&store).unwrap().is_empty());
+
+        // Within the grace period after the last heartbeat (t0 + 10 s), the dark lease is
+        // charged up to that heartbeat and stays open.
+        let round = s.settle_once(&store, t0 + 10_000 + grace).await.unwrap().expect("a batch");
+        assert!(round.provider_silent.is_empty());
+        assert_eq!(balance(&s, &dark_addr), 1250);
+        assert!(s.closes_to_publish(&store).unwrap().is_empty());
+        assert_eq!(store.lease(&dark).unwrap().unwrap().state, "running");
+
+        // Past it: the lease ends at its last heartbeat, with nothing more charged for it.
+        let round =
+            s.settle_once(&store, t0 + 10_000 + grace + 1_000).await.unwrap().expect("a batch");
+        assert_eq!(round.provider_silent, vec![dark]);
+        assert!(round.shortfalls.is_empty());
+        assert_eq!(balance(&s, &dark_addr), 1250, "charged up to the last heartbeat only");
+        assert_eq!(balance(&s, "addr-tenant-0"), 1_000_000 - 1250);
+        assert_eq!(balance(&s, &steady_addr), 41 * 125);
+        let proofs = s.proofs(&dark).unwrap();
+        assert_eq!(proofs.len(), 3);
+        let last = &proofs[2].lease_proof;
+        assert_eq!(last.batch_sequence, round.sequence);
+        assert!(verify_lease_proof(last, &last.merkle_root));
+        let records: Vec<&SettlementRecord> = last.records.iter().map(|p| &p.record).collect();
+        assert_eq!(
+            records,
+            vec![&SettlementRecord::LeaseClosed {
+                lease_id: dark,
+                closed_at_ms: t0 + 10_000,
+                reason: CloseReason::ProviderSilent,
+            }],
+            "the batch that saw the silence only closes the lease"
+        );
+
+        // The settler's close, signed after the batch anchored; a restart keeps it until the
+        // store holds it.
+        let check = |closes: &[Signed<LeaseEvent>]| {
+            assert_eq!(closes.len(), 1);
+            let c = &closes[0];
+            assert_eq!(c.signer, settler.public());
+            assert_eq!(c.body.lease_id, dark);
+            assert_eq!(c.body.order_id, awards[0].order_id);
+            assert_eq!(c.body.kind, LeaseEventKind::Closed { reason: CloseReason::ProviderSilent });
+            assert_eq!(c.body.at_ms, t0 + 10_000);
+        };
+        check(&s.closes_to_publish(&store).unwrap());
+        drop(s);
+        let mut s = open(&dir.path().join("s"), g.clone()).await;
+        let closes = s.closes_to_publish(&store).unwrap();
+        check(&closes);
+        while rx.try_recv().is_ok() {}
+        ok(Kind::LeaseEvent, &closes[0].encode());
+        assert_eq!(store.lease(&dark).unwrap().unwrap().state, "closed");
+        assert_eq!(store.lease(&steady).unwrap().unwrap().state, "running");
+        // The node announces the close: what the provider role stops the containers on.
+        match rx.try_recv() {
+            Ok(crate::events::NodeEvent::Lease { lease_id, state, .. }) => {
+                assert_eq!((lease_id, state.as_str()), (dark, "closed"));
+            }
+            other => panic!("expected the lease's close, got {other:?}"),
+        }
+        assert!(s.closes_to_publish(&store).unwrap().is_empty(), "published once");
+
+        // The dark provider comes back: its lease is closed, nothing more is charged for it.
+        for i in 11..=20u64 {
+            beat(&providers[0].0, i, t0 + 40_000 + i * 1000);
+        }
+        let round = s.settle_once(&store, t0 + 60_000).await.unwrap().expect("a batch");
+        assert_eq!(round.leases, 1);
+        assert!(round.provider_silent.is_empty());
+        assert_eq!(balance(&s, &dark_addr), 1250);
+        assert_eq!(balance(&s, &steady_addr), 60 * 125);
+        assert_eq!(s.proofs(&dark).unwrap().len(), 3);
+        drop(s);
+        let mut s = open(&dir.path().join("s"), g).await;
+        assert!(s.settle_once(&store, t0 + 60_000).await.unwrap().is_none());
+        assert_eq!(balance(&s, &dark_addr), 1250);
+        assert!(s.closes_to_publish(&store).unwrap().is_empty());
+    }
+
+    /// A lease that its own close already ended gets no settler close, even when accrual found
+    /// its provider silent before that close.
+    #[tokio::test]
+    async fn a_lease_already_closed_gets_no_silence_close() {
+        let (tx, _) = tokio::sync::broadcast::channel(16);
+        let store = Store::temporary().unwrap();
+        let ing =
+            Ingest::new(store.clone(), tx).with_settlers(vec![samples::settler_key().public()]);
+        let now = samples::SAMPLE_TIME_MS + 1;
+        let order = samples::signed_order();
+        assert_eq!(ing.ingest(Kind::Order, &[&order.encode()], now)[0].reason, Reason::Ok);
+        let info = Signed::sign(samples::provider_info(), &samples::provider_key());
+        assert_eq!(ing.ingest(Kind::ProviderInfo, &[&info.encode()], now)[0].reason, Reason::Ok);
+        let batch = Signed::sign(samples::match_batch(), &samples::settler_key());
+        assert_eq!(ing.ingest(Kind::MatchBatch, &[&batch.encode()], now)[0].reason, Reason::Ok);
+        let t0 = now + 1000;
+        let pk = samples::provider_key();
+        let running = ev(&pk, LeaseEventKind::Running { endpoints: vec![] }, t0);
+        assert_eq!(ing.ingest(Kind::LeaseEvent, &[&running], now)[0].reason, Reason::Ok);
+        // No heartbeat at all; the tenant closes after a minute.
+        let closed = ev(
+            &samples::tenant_key(),
+            LeaseEventKind::Closed { reason: CloseReason::TenantClosed },
+            t0 + 60_000,
+        );
+        assert_eq!(ing.ingest(Kind::LeaseEvent, &[&closed], now)[0].reason, Reason::Ok);
+        let dir = tempfile::tempdir().unwrap();
+        let g = genesis(&order.body.tenant_address, &samples::award().price_per_hour.denom);
+        let mut s = open(&dir.path().join("s"), g).await;
+        let round = s.settle_once(&store, t0 + 120_000).await.unwrap().expect("a batch");
+        // Accrual: silent from the start, so nothing owed, and the batch says why.
+        assert_eq!(round.provider_silent, vec![samples::award().lease_id()]);
+        assert_eq!(s.balances(&info.body.chain_address).await.unwrap(), vec![]);
         assert!(s.closes_to_publish(&store).unwrap().is_empty());
     }
 }
