@@ -91,7 +91,7 @@ pub fn solve(input: &EpochInput) -> Result<ExactSolution, ExactError> {
     let mut options: Vec<Vec<Option_>> = Vec::new();
     for o in &prep.orders {
         let mut opts: Vec<Option_> = Vec::new();
-        if o.groups.iter().all(|g| g.satisfiable) {
+        if o.satisfiable {
             for c in prep.cands_of(o) {
                 if !opts.iter().any(|x| x.provider == c.provider as usize) {
                     opts.push(Option_ {
@@ -173,7 +173,7 @@ impl Search<'_, '_> {
         for pos in 0..self.seq.len() {
             if set & (1 << pos) != 0 {
                 let o = &self.prep.orders[self.seq[pos]];
-                for g in &o.groups {
+                for g in self.prep.groups_of(o) {
                     for _ in 0..g.count {
                         items.push((pos, g));
                     }

@@ -42,12 +42,15 @@ use leasemesh_protocol::{Assignment, Award};
 use crate::input::EpochInput;
 use crate::outcome::{EpochOutcome, Unmatched, UnmatchedReason};
 use crate::prepare::{
-    prepare, GroupReq, POrder, PProvider, Prepared, STAGE_ELIGIBLE, STAGE_OVER_PRICE,
+    groups_of, prepare, GroupReq, POrder, PProvider, Prepared, STAGE_ELIGIBLE, STAGE_OVER_PRICE,
     STAGE_PLACEMENT,
 };
 
 /// Orders loaded ahead of the greedy pass, per block (see [`match_epoch`]).
 const AHEAD: usize = 16;
+
+/// Marks an order without an award in `award_of` (see [`match_epoch`]).
+const NO_AWARD: u32 = u32::MAX;
 
 /// Marks a placement without GPUs in [`Placed::pool`].
 const NO_POOL: u32 = u32::MAX;
@@ -66,8 +69,9 @@ pub(crate) struct Placed {
 pub fn match_epoch(input: &EpochInput) -> EpochOutcome {
     let mut prep = prepare(input);
     let seq = processing_order(&prep.orders);
-    let mut awards: Vec<Award> = Vec::with_capacity(prep.orders.len());
-    let mut unmatched: Vec<Unmatched> = Vec::with_capacity(prep.orders.len());
+    // Awards in the order they are made, and each order's award (an index into `made`).
+    let mut made: Vec<Award> = Vec::with_capacity(prep.orders.len());
+    let mut award_of: Vec<u32> = vec![NO_AWARD; prep.orders.len()];
     let mut log: Vec<Placed> = Vec::new();
     let mut tried: Vec<u32> = Vec::new();
     let mut tryable = [false; AHEAD];
@@ -79,7 +83,8 @@ pub fn match_epoch(input: &EpochInput) -> EpochOutcome {
         let mut warm = 0u8;
         for (&oi, t) in block.iter().zip(tryable.iter_mut()) {
             let o = &prep.orders[oi as usize];
-            *t = o.eligible > 0 && o.groups.iter().all(|g| g.satisfiable);
+            *t = o.eligible > 0 && o.satisfiable;
+            warm ^= prep.groups_of(o).first().map_or(0, |g| g.count as u8);
             if let Some(c) = prep.cands_of(o).first().filter(|_| *t) {
                 if let Some((id, bid)) = prep.bid(c.bid) {
                     warm ^= id.0[0] ^ bid.price_per_hour.denom.as_bytes().first().unwrap_or(&0);
@@ -88,12 +93,25 @@ pub fn match_epoch(input: &EpochInput) -> EpochOutcome {
         }
         std::hint::black_box(warm);
         for (&oi, &t) in block.iter().zip(tryable.iter()) {
-            step(&mut prep, oi, t, &mut log, &mut tried, &mut awards, &mut unmatched);
+            if let Some(award) = step(&mut prep, oi, t, &mut log, &mut tried) {
+                if let Some(slot) = award_of.get_mut(oi as usize) {
+                    *slot = made.len() as u32;
+                    made.push(award);
+                }
+            }
         }
     }
-    // Order ids are distinct: an unstable sort gives the same result, without a buffer.
-    awards.sort_unstable_by_key(|a| a.order_id);
-    unmatched.sort();
+    // Awards and unmatched orders by order id: the kept orders are in id order already, so
+    // no sort (and no comparison of ids) is needed.
+    let mut made: Vec<Option<Award>> = made.into_iter().map(Some).collect();
+    let mut awards: Vec<Award> = Vec::with_capacity(made.len());
+    let mut unmatched: Vec<Unmatched> = Vec::with_capacity(prep.orders.len() - made.len());
+    for (o, &a) in prep.orders.iter().zip(&award_of) {
+        match made.get_mut(a as usize).and_then(Option::take) {
+            Some(award) => awards.push(award),
+            None => unmatched.push(Unmatched { order_id: o.id, reason: reason(o) }),
+        }
+    }
     let mut outcome = EpochOutcome {
         order_ids: prep.ids.order_ids,
         bid_ids: prep.ids.bid_ids,
@@ -109,52 +127,48 @@ pub fn match_epoch(input: &EpochInput) -> EpochOutcome {
 }
 
 /// Takes one order: its cheapest eligible bid whose provider can place every replica now, or
-/// nothing. `tryable`: the order has eligible bids and asks for nothing no provider offers.
+/// nothing (`None`: the order goes unmatched). `tryable`: the order has eligible bids and asks for nothing no provider offers.
 fn step(
     prep: &mut Prepared<'_>,
     oi: u32,
     tryable: bool,
     log: &mut Vec<Placed>,
     tried: &mut Vec<u32>,
-    awards: &mut Vec<Award>,
-    unmatched: &mut Vec<Unmatched>,
-) {
-    let Some(o) = prep.orders.get(oi as usize) else { return };
+) -> Option<Award> {
+    let Prepared { orders, providers, groups, cands, input, .. } = prep;
+    let o = orders.get(oi as usize)?;
+    let groups = groups_of(groups, o);
     let mut won = None;
     if tryable {
         tried.clear();
-        for c in prep.cands.get(o.cands.0 as usize..o.cands.1 as usize).unwrap_or(&[]) {
+        for c in cands.get(o.cands.0 as usize..o.cands.1 as usize).unwrap_or(&[]) {
             if tried.contains(&c.provider) {
                 continue;
             }
             tried.push(c.provider);
-            let Some(p) = prep.providers.get_mut(c.provider as usize) else { continue };
+            let Some(p) = providers.get_mut(c.provider as usize) else { continue };
             if !p.may_fit(o) {
                 continue;
             }
             log.clear();
-            if place(p, &o.groups, log) {
+            if place(p, groups, log) {
                 p.refresh();
                 won = Some(*c);
                 break;
             }
         }
     }
-    let award = won.and_then(|c| {
-        let p = prep.providers.get(c.provider as usize)?;
-        let (bid_id, bid) = prep.bid(c.bid)?;
+    won.and_then(|c| {
+        let p = providers.get(c.provider as usize)?;
+        let (bid_id, bid) = input.bids.get(c.bid as usize)?;
         Some(Award {
             order_id: o.id,
-            bid_id,
+            bid_id: *bid_id,
             provider: p.key,
             price_per_hour: bid.price_per_hour.clone(),
-            assignments: assignments(p, &o.groups, log),
+            assignments: assignments(p, groups, log),
         })
-    });
-    match award {
-        Some(a) => awards.push(a),
-        None => unmatched.push(Unmatched { order_id: o.id, reason: reason(o) }),
-    }
+    })
 }
 
 pub(crate) fn reason(o: &POrder) -> UnmatchedReason {

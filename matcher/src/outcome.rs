@@ -102,6 +102,47 @@ struct DigestBody<'a> {
     excluded: &'a [Excluded],
 }
 
+/// A postcard output that feeds a BLAKE3 hasher through a small buffer.
+struct HashSink {
+    hasher: blake3::Hasher,
+    buf: Vec<u8>,
+}
+
+impl HashSink {
+    const BUF: usize = 64 * 1024;
+}
+
+impl postcard::ser_flavors::Flavor for HashSink {
+    type Output = blake3::Hasher;
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        if self.buf.len() == Self::BUF {
+            self.hasher.update(&self.buf);
+            self.buf.clear();
+        }
+        self.buf.push(data);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if self.buf.len() + data.len() > Self::BUF {
+            self.hasher.update(&self.buf);
+            self.buf.clear();
+        }
+        if data.len() > Self::BUF {
+            self.hasher.update(data);
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn finalize(mut self) -> postcard::Result<blake3::Hasher> {
+        self.hasher.update(&self.buf);
+        Ok(self.hasher)
+    }
+}
+
 impl EpochOutcome {
     /// Recomputes the digest from the other fields.
     pub fn compute_digest(&self) -> Hash {
@@ -112,7 +153,17 @@ impl EpochOutcome {
             unmatched: &self.unmatched,
             excluded: &self.excluded,
         };
-        Hash::domain(OUTCOME_DOMAIN, &[&to_canonical(&body)])
+        // Streamed into the hasher: the same bytes as `Hash::domain(OUTCOME_DOMAIN,
+        // &[&to_canonical(&body)])` without building megabytes of canonical bytes first.
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&[u8::try_from(OUTCOME_DOMAIN.len()).unwrap_or(u8::MAX)]);
+        hasher.update(OUTCOME_DOMAIN.as_bytes());
+        let sink = HashSink { hasher, buf: Vec::with_capacity(HashSink::BUF) };
+        match postcard::serialize_with_flavor(&body, sink) {
+            Ok(hasher) => Hash(*hasher.finalize().as_bytes()),
+            // Cannot happen for these types; `to_canonical` has its own fallback.
+            Err(_) => Hash::domain(OUTCOME_DOMAIN, &[&to_canonical(&body)]),
+        }
     }
 
     /// The award of an order, if it has one.
@@ -185,4 +236,29 @@ pub fn verify_batch(batch: &MatchBatch, input: &EpochInput) -> Result<(), Mismat
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::market::{generate, MarketParams};
+
+    #[test]
+    fn the_streamed_digest_is_the_domain_hash_of_the_canonical_bytes() {
+        let input = generate(&MarketParams::bench(2_000, 4, 50), 7);
+        let out = crate::match_epoch(&input);
+        assert!(!out.awards.is_empty() && !out.unmatched.is_empty());
+        let body = DigestBody {
+            version: MATCHER_VERSION,
+            inputs_digest: &out.inputs_digest,
+            awards: &out.awards,
+            unmatched: &out.unmatched,
+            excluded: &out.excluded,
+        };
+        let bytes = to_canonical(&body);
+        assert!(bytes.len() > HashSink::BUF, "the body must span several buffers");
+        assert_eq!(out.digest, Hash::domain(OUTCOME_DOMAIN, &[&bytes]));
+    }
 }

@@ -198,7 +198,10 @@ fn per(free: u64, need: u64) -> u64 {
 #[derive(Debug, Clone)]
 pub(crate) struct POrder {
     pub id: Id,
-    pub groups: Vec<GroupReq>,
+    /// Range of this order's groups in `Prepared::groups`.
+    pub groups: (u32, u32),
+    /// Every group asks only for storage classes, GPU vendors and models some provider offers.
+    pub satisfiable: bool,
     pub max_price: u128,
     /// Range of this order's eligible bids in `Prepared::cands`.
     pub cands: (u32, u32),
@@ -232,6 +235,8 @@ pub(crate) struct Prepared<'a> {
     /// Kept snapshots, sorted by provider key.
     pub providers: Vec<PProvider<'a>>,
     pub input: &'a EpochInput,
+    /// Every order's groups (one array for all orders: no allocation per order).
+    pub groups: Vec<GroupReq>,
     /// Every order's eligible bids, cheapest first, equal prices in salted-hash order.
     pub cands: Vec<Cand>,
     pub excluded: Vec<Excluded>,
@@ -245,9 +250,19 @@ impl<'a> Prepared<'a> {
         self.input.bids.get(pos as usize).map(|(id, b)| (*id, b))
     }
 
+    pub fn groups_of(&self, order: &POrder) -> &[GroupReq] {
+        groups_of(&self.groups, order)
+    }
+
     pub fn cands_of(&self, order: &POrder) -> &[Cand] {
         self.cands.get(order.cands.0 as usize..order.cands.1 as usize).unwrap_or(&[])
     }
+}
+
+/// An order's groups in the shared array (a free function, so callers can borrow other
+/// fields of [`Prepared`] mutably at the same time).
+pub(crate) fn groups_of<'g>(groups: &'g [GroupReq], order: &POrder) -> &'g [GroupReq] {
+    groups.get(order.groups.0 as usize..order.groups.1 as usize).unwrap_or(&[])
 }
 
 /// An input list's distinct ids, and which entries were extra copies.
@@ -260,13 +275,6 @@ struct Deduped {
 }
 
 const NONE: u32 = u32::MAX;
-
-/// The first eight bytes of an id, big-endian: sorts like the id.
-fn prefix(id: &Id) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&id.as_bytes()[..8]);
-    u64::from_be_bytes(b)
-}
 
 /// Bits of the bucket table for `n` sorted ids: about one id per bucket, at most 2^16 buckets.
 fn bucket_bits(n: usize) -> u32 {
@@ -302,12 +310,12 @@ fn dedupe<T: Serialize>(
     }
     for b in 0..256 {
         let bucket = &mut ids[starts[b] as usize..starts[b + 1] as usize];
-        bucket.sort_unstable_by_key(prefix);
+        bucket.sort_unstable_by_key(Key::prefix);
         let mut i = 0;
         while i < bucket.len() {
-            let p = prefix(&bucket[i]);
+            let p = bucket[i].prefix();
             let mut j = i + 1;
-            while j < bucket.len() && prefix(&bucket[j]) == p {
+            while j < bucket.len() && bucket[j].prefix() == p {
                 j += 1;
             }
             if j - i > 1 {
@@ -385,50 +393,66 @@ fn kept<'a, 'd, T>(
     })
 }
 
-/// Finds ids (or keys) in a sorted list in about constant time: a table of where each top-bits bucket
-/// starts, then a binary search on 64-bit prefixes inside the bucket (so crafted ids that share
-/// a bucket only cost a logarithm).
-struct IdIndex {
-    prefixes: Vec<u64>,
+/// A 32-byte key that sorts like its bytes: an id or a public key.
+trait Key: Ord {
+    fn bytes(&self) -> &[u8; 32];
+
+    /// The first eight bytes, big-endian: sorts like the key.
+    fn prefix(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.bytes()[..8]);
+        u64::from_be_bytes(b)
+    }
+}
+
+impl Key for Hash {
+    fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl Key for PublicKey {
+    fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+/// Finds keys in a sorted list in about constant time: a table of where each top-bits bucket
+/// starts, then a binary search inside the bucket. The keys are hashes, so a bucket holds one
+/// or two; crafted keys that crowd one bucket only cost a logarithm. No copy of the keys: a
+/// lookup touches the table and the list, two cache misses at most.
+struct KeyIndex<'k, K> {
+    keys: &'k [K],
     shift: u32,
     bucket: Vec<u32>,
 }
 
-impl IdIndex {
-    /// `prefixes`: the big-endian first eight bytes of sorted keys.
-    fn new(prefixes: Vec<u64>) -> IdIndex {
-        let shift = 64 - bucket_bits(prefixes.len());
+impl<'k, K: Key> KeyIndex<'k, K> {
+    /// `keys` must be sorted.
+    fn new(keys: &'k [K]) -> KeyIndex<'k, K> {
+        let shift = 64 - bucket_bits(keys.len());
         let mut bucket = vec![0u32; (1usize << (64 - shift)) + 1];
         let mut i = 0usize;
         for (b, slot) in bucket.iter_mut().enumerate() {
-            while i < prefixes.len() && ((prefixes[i] >> shift) as usize) < b {
+            while i < keys.len() && ((keys[i].prefix() >> shift) as usize) < b {
                 i += 1;
             }
             *slot = i as u32;
         }
-        IdIndex { prefixes, shift, bucket }
+        KeyIndex { keys, shift, bucket }
     }
 
-    /// The index of `id`; `is_at(i)` confirms the full id at a prefix match.
-    fn find(&self, p: u64, is_at: impl Fn(usize) -> bool) -> Option<usize> {
-        let b = (p >> self.shift) as usize;
+    /// The index of `key` in the list.
+    fn find(&self, key: &K) -> Option<usize> {
+        let b = (key.prefix() >> self.shift) as usize;
         let (lo, hi) = (*self.bucket.get(b)? as usize, *self.bucket.get(b + 1)? as usize);
-        let slice = self.prefixes.get(lo..hi)?;
-        let mut i = lo + slice.partition_point(|x| *x < p);
-        while i < hi && self.prefixes[i] == p {
-            if is_at(i) {
-                return Some(i);
-            }
-            i += 1;
-        }
-        None
+        let slice = self.keys.get(lo..hi)?;
+        // Compare 64-bit prefixes, and whole keys only where the prefix matches.
+        let p = key.prefix();
+        let first = slice.partition_point(|k| k.prefix() < p);
+        let same = slice.get(first..)?.iter().take_while(|k| k.prefix() == p);
+        same.zip(first..).find(|(k, _)| *k == key).map(|(_, i)| lo + i)
     }
-}
-
-fn key_prefix(k: &PublicKey) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&k.0[..8]);
-    u64::from_be_bytes(b)
 }
 
 fn order_is_valid(o: &Order) -> bool {
@@ -577,10 +601,11 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
     // then a second loop converts them.
     const ORDER_BLOCK: usize = 16;
     let order_ids = &ids.order_ids;
-    let order_index = IdIndex::new(order_ids.iter().map(prefix).collect());
-    let find_order = |id: &Id| order_index.find(prefix(id), |i| order_ids[i] == *id);
+    let order_index = KeyIndex::new(order_ids);
+    let find_order = |id: &Id| order_index.find(id);
     let mut order_slots: Vec<Option<POrder>> = (0..order_ids.len()).map(|_| None).collect();
     let mut slots: Vec<Slot> = (0..order_ids.len()).map(|_| Slot::UNUSED).collect();
+    let mut groups: Vec<GroupReq> = Vec::with_capacity(input.orders.len() * 2);
     let mut denoms: Vec<&str> = Vec::new();
     let mut order_attrs: Vec<u32> = Vec::new();
     let mut next_dropped = orders_dd.dropped.iter().copied().peekable();
@@ -639,7 +664,7 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
                 attrs,
                 min_uptime: placement.min_uptime_bps,
             };
-            *order_slot = Some(order_form(*id, o, &intern, &salt));
+            *order_slot = Some(order_form(*id, o, &intern, &salt, &mut groups));
         }
     }
     // Number the kept orders in id order.
@@ -662,7 +687,8 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
     // misses, and independent from one bid to the next, so the processor overlaps them), then
     // a second loop applies the checks on data now in cache.
     const BLOCK: usize = 64;
-    let provider_index = IdIndex::new(providers.iter().map(|p| key_prefix(&p.key)).collect());
+    let provider_keys: Vec<PublicKey> = providers.iter().map(|p| p.key).collect();
+    let provider_index = KeyIndex::new(&provider_keys);
     let mut best_stage = vec![0u8; orders.len()];
     let mut eligible = vec![0u32; orders.len()];
     // (order, bid position, provider) of every eligible bid, in input order.
@@ -708,9 +734,7 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
                 excluded.push(reject(ExcludedReason::UnknownOrder));
                 continue;
             };
-            let Some(pi) = provider_index
-                .find(key_prefix(&bid.provider), |i| providers[i].key == bid.provider)
-            else {
+            let Some(pi) = provider_index.find(&bid.provider) else {
                 excluded.push(reject(ExcludedReason::NoProviderSnapshot));
                 continue;
             };
@@ -782,62 +806,66 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
     }
 
     excluded.sort_unstable();
-    Prepared { input, orders, providers, cands, excluded, ids, inputs_digest }
+    Prepared { input, orders, providers, groups, cands, excluded, ids, inputs_digest }
 }
 
 /// One order in integer form (the caller checked it is valid).
-fn order_form(id: Id, o: &Order, intern: &impl Fn(&str) -> Option<u32>, salt: &Hash) -> POrder {
-    let groups: Vec<GroupReq> = o
-        .groups
-        .iter()
-        .map(|g| {
-            let r = &g.resources;
-            let mut satisfiable = true;
-            // Bytes per interned class, summed over the group's volumes of that class.
-            let mut storage: Vec<(u32, u64)> = Vec::new();
-            for v in &r.persistent_storage {
-                let Some(c) = intern(&v.class) else {
-                    satisfiable = false;
-                    continue;
-                };
-                match storage.iter_mut().find(|(x, _)| *x == c) {
-                    Some((_, b)) => *b = b.saturating_add(v.bytes),
-                    None => storage.push((c, v.bytes)),
-                }
+fn order_form(
+    id: Id,
+    o: &Order,
+    intern: &impl Fn(&str) -> Option<u32>,
+    salt: &Hash,
+    arena: &mut Vec<GroupReq>,
+) -> POrder {
+    let start = arena.len();
+    arena.extend(o.groups.iter().map(|g| {
+        let r = &g.resources;
+        let mut satisfiable = true;
+        // Bytes per interned class, summed over the group's volumes of that class.
+        let mut storage: Vec<(u32, u64)> = Vec::new();
+        for v in &r.persistent_storage {
+            let Some(c) = intern(&v.class) else {
+                satisfiable = false;
+                continue;
+            };
+            match storage.iter_mut().find(|(x, _)| *x == c) {
+                Some((_, b)) => *b = b.saturating_add(v.bytes),
+                None => storage.push((c, v.bytes)),
             }
-            storage.sort_unstable();
-            let gpu = r.gpu.as_ref().map(|req| {
-                let vendor = intern(&req.vendor).unwrap_or(u32::MAX);
-                let specs: Vec<GpuSpec> = if req.models.is_empty() {
-                    vec![GpuSpec { model: None, min_vram: 0, iface: None }]
-                } else {
-                    req.models
-                        .iter()
-                        .filter_map(|m| {
-                            intern(&m.name).map(|model| GpuSpec {
-                                model: Some(model),
-                                min_vram: m.min_vram_bytes,
-                                iface: m.interface,
-                            })
+        }
+        storage.sort_unstable();
+        let gpu = r.gpu.as_ref().map(|req| {
+            let vendor = intern(&req.vendor).unwrap_or(u32::MAX);
+            let specs: Vec<GpuSpec> = if req.models.is_empty() {
+                vec![GpuSpec { model: None, min_vram: 0, iface: None }]
+            } else {
+                req.models
+                    .iter()
+                    .filter_map(|m| {
+                        intern(&m.name).map(|model| GpuSpec {
+                            model: Some(model),
+                            min_vram: m.min_vram_bytes,
+                            iface: m.interface,
                         })
-                        .collect()
-                };
-                if vendor == u32::MAX || specs.is_empty() {
-                    satisfiable = false;
-                }
-                GpuReq { units: req.units, vendor, specs }
-            });
-            GroupReq {
-                count: g.count,
-                cpu: r.cpu_millis,
-                mem: r.memory_bytes,
-                eph: r.ephemeral_storage_bytes,
-                storage,
-                gpu,
-                satisfiable,
+                    })
+                    .collect()
+            };
+            if vendor == u32::MAX || specs.is_empty() {
+                satisfiable = false;
             }
-        })
-        .collect();
+            GpuReq { units: req.units, vendor, specs }
+        });
+        GroupReq {
+            count: g.count,
+            cpu: r.cpu_millis,
+            mem: r.memory_bytes,
+            eph: r.ephemeral_storage_bytes,
+            storage,
+            gpu,
+            satisfiable,
+        }
+    }));
+    let groups = &arena[start..];
     let size =
         groups.iter().fold(0u64, |s, g| s.saturating_add(g.cpu.saturating_mul(u64::from(g.count))));
     let gpus = groups.iter().fold(0u64, |s, g| {
@@ -846,6 +874,7 @@ fn order_form(id: Id, o: &Order, intern: &impl Fn(&str) -> Option<u32>, salt: &H
         )
     });
     let max_replica_cpu = groups.iter().map(|g| g.cpu).max().unwrap_or(0);
+    let satisfiable = groups.iter().all(|g| g.satisfiable);
     // The id is a hash; mixing in the salt (unknown until the epoch closes) keeps tenants
     // from grinding ids that win ties.
     let mut rank = [0u8; 16];
@@ -854,7 +883,8 @@ fn order_form(id: Id, o: &Order, intern: &impl Fn(&str) -> Option<u32>, salt: &H
     }
     POrder {
         id,
-        groups,
+        groups: (start as u32, arena.len() as u32),
+        satisfiable,
         max_price: o.max_price_per_hour.amount,
         cands: (0, 0),
         eligible: 0,
