@@ -37,7 +37,7 @@
 //! makes a tenant's price depend on a competitor's bid the tenant never sees. Pay-as-bid is what
 //! providers on Akash already expect: the tenant pays exactly what the winning provider signed.
 
-use leasemesh_protocol::{Assignment, Award};
+use leasemesh_protocol::{Assignment, Award, Coin};
 
 use crate::input::EpochInput;
 use crate::outcome::{EpochOutcome, Unmatched, UnmatchedReason};
@@ -86,9 +86,7 @@ pub fn match_epoch(input: &EpochInput) -> EpochOutcome {
             *t = o.eligible > 0 && o.satisfiable;
             warm ^= prep.groups_of(o).first().map_or(0, |g| g.count as u8);
             if let Some(c) = prep.cands_of(o).first().filter(|_| *t) {
-                if let Some((id, bid)) = prep.bid(c.bid) {
-                    warm ^= id.0[0] ^ bid.price_per_hour.denom.as_bytes().first().unwrap_or(&0);
-                }
+                warm ^= prep.bid(c.bid).map_or(0, |(id, _)| id.0[0]);
             }
         }
         std::hint::black_box(warm);
@@ -135,7 +133,7 @@ fn step(
     log: &mut Vec<Placed>,
     tried: &mut Vec<u32>,
 ) -> Option<Award> {
-    let Prepared { orders, providers, groups, cands, input, .. } = prep;
+    let Prepared { orders, providers, denoms, groups, cands, input, .. } = prep;
     let o = orders.get(oi as usize)?;
     let groups = groups_of(groups, o);
     let mut won = None;
@@ -160,12 +158,15 @@ fn step(
     }
     won.and_then(|c| {
         let p = providers.get(c.provider as usize)?;
-        let (bid_id, bid) = input.bids.get(c.bid as usize)?;
+        let (bid_id, _) = input.bids.get(c.bid as usize)?;
+        // The bid's price: its amount is the candidate's, its denom the order's (bids in
+        // another denom were excluded), so the bid's body need not be read again.
+        let denom = denoms.get(o.denom as usize)?;
         Some(Award {
             order_id: o.id,
             bid_id: *bid_id,
             provider: p.key,
-            price_per_hour: bid.price_per_hour.clone(),
+            price_per_hour: Coin { denom: denom.to_string(), amount: c.price },
             assignments: assignments(p, groups, log),
         })
     })

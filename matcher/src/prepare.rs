@@ -203,6 +203,8 @@ pub(crate) struct POrder {
     /// Every group asks only for storage classes, GPU vendors and models some provider offers.
     pub satisfiable: bool,
     pub max_price: u128,
+    /// Index of the order's denom (its bids' too) in `Prepared::denoms`.
+    pub denom: u32,
     /// Range of this order's eligible bids in `Prepared::cands`.
     pub cands: (u32, u32),
     /// Bids that passed the static checks.
@@ -235,6 +237,8 @@ pub(crate) struct Prepared<'a> {
     /// Kept snapshots, sorted by provider key.
     pub providers: Vec<PProvider<'a>>,
     pub input: &'a EpochInput,
+    /// The kept orders' denoms, numbered as first seen.
+    pub denoms: Vec<&'a str>,
     /// Every order's groups (one array for all orders: no allocation per order).
     pub groups: Vec<GroupReq>,
     /// Every order's eligible bids, cheapest first, equal prices in salted-hash order.
@@ -455,6 +459,19 @@ impl<'k, K: Key> KeyIndex<'k, K> {
     }
 }
 
+/// The index of `denom` in `denoms`, or `NONE`. Compared byte by byte inline rather than by a
+/// call to `memcmp`: the bid's denom string is usually a cache miss, and a short loop body
+/// lets the processor have the strings of many bids in flight at once.
+fn denom_index(denoms: &[&str], denom: &str) -> u32 {
+    let d = denom.as_bytes();
+    for (i, x) in denoms.iter().enumerate() {
+        if x.len() == d.len() && x.bytes().zip(d).all(|(a, b)| a == *b) {
+            return i as u32;
+        }
+    }
+    NONE
+}
+
 fn order_is_valid(o: &Order) -> bool {
     !o.groups.is_empty()
         && o.groups
@@ -522,9 +539,14 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
             for s in &h.free.persistent_storage {
                 names.insert(&s.class);
             }
+            // The GPUs of a host are usually all alike: insert each run of equal names once.
+            let mut last: (&str, &str) = ("", "");
             for g in &h.free.gpus {
-                names.insert(&g.vendor);
-                names.insert(&g.model);
+                if last != (g.vendor.as_str(), g.model.as_str()) {
+                    last = (&g.vendor, &g.model);
+                    names.insert(&g.vendor);
+                    names.insert(&g.model);
+                }
             }
         }
     }
@@ -534,63 +556,81 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
     let attr_names: BTreeMap<&Attribute, u32> =
         attr_names.into_iter().enumerate().map(|(i, a)| (a, i as u32)).collect();
 
-    let providers: Vec<PProvider<'_>> =
-        kept_infos
-            .iter()
-            .map(|info| {
-                let mut attrs: Vec<u32> =
-                    info.attributes.iter().filter_map(|a| attr_names.get(a).copied()).collect();
-                attrs.sort_unstable();
-                let mut hosts: Vec<HostState<'_>> =
-                    info.hosts
-                        .iter()
-                        .map(|h| {
-                            let mut storage: BTreeMap<u32, u64> = BTreeMap::new();
-                            for s in &h.free.persistent_storage {
-                                if let Some(c) = intern(&s.class) {
-                                    let e = storage.entry(c).or_insert(0);
-                                    *e = e.saturating_add(s.bytes);
-                                }
+    let providers: Vec<PProvider<'_>> = kept_infos
+        .iter()
+        .map(|info| {
+            let mut attrs: Vec<u32> =
+                info.attributes.iter().filter_map(|a| attr_names.get(a).copied()).collect();
+            attrs.sort_unstable();
+            let mut hosts: Vec<HostState<'_>> = info
+                .hosts
+                .iter()
+                .map(|h| {
+                    // Small vectors, not maps: a host has a few storage classes and
+                    // GPU kinds.
+                    let mut storage: Vec<(u32, u64)> = Vec::new();
+                    for s in &h.free.persistent_storage {
+                        if let Some(c) = intern(&s.class) {
+                            match storage.iter_mut().find(|(x, _)| *x == c) {
+                                Some((_, b)) => *b = b.saturating_add(s.bytes),
+                                None => storage.push((c, s.bytes)),
                             }
-                            let mut pools: BTreeMap<(u64, u32, u32, GpuInterface), (&str, u32)> =
-                                BTreeMap::new();
-                            for g in &h.free.gpus {
-                                if let (Some(v), Some(m)) = (intern(&g.vendor), intern(&g.model)) {
-                                    let e = pools
-                                        .entry((g.vram_bytes, v, m, g.interface))
-                                        .or_insert((g.model.as_str(), 0));
-                                    e.1 = e.1.saturating_add(1);
-                                }
-                            }
-                            HostState {
-                                name: h.name.as_str(),
-                                cpu: h.free.cpu_millis,
-                                mem: h.free.memory_bytes,
-                                eph: h.free.ephemeral_storage_bytes,
-                                storage: storage.into_iter().collect(),
-                                pools: pools
-                                    .into_iter()
-                                    .map(|((vram, vendor, model, iface), (model_name, free))| {
-                                        Pool { vendor, model, model_name, vram, iface, free }
-                                    })
-                                    .collect(),
-                            }
-                        })
-                        .collect();
-                hosts.sort_by(|a, b| a.name.cmp(b.name));
-                let mut p = PProvider {
-                    key: info.provider,
-                    uptime_bps: input.uptime_bps.get(&info.provider).copied().unwrap_or(0),
-                    attrs,
-                    hosts,
-                    total_cpu: 0,
-                    max_host_cpu: 0,
-                    total_gpus: 0,
-                };
-                p.refresh();
-                p
-            })
-            .collect();
+                        }
+                    }
+                    storage.sort_unstable();
+                    let mut pools: Vec<Pool<'_>> = Vec::new();
+                    // Interned (vendor, model) of the previous GPU, looked up again only
+                    // when the names change.
+                    let mut last_names: (&str, &str) = ("", "");
+                    let mut last_ids: Option<(u32, u32)> = None;
+                    for g in &h.free.gpus {
+                        if last_names != (g.vendor.as_str(), g.model.as_str()) || last_ids.is_none()
+                        {
+                            last_names = (&g.vendor, &g.model);
+                            last_ids = intern(&g.vendor).zip(intern(&g.model));
+                        }
+                        let Some((vendor, model)) = last_ids else { continue };
+                        let kind = (g.vram_bytes, vendor, model, g.interface);
+                        match pools
+                            .iter_mut()
+                            .find(|p| (p.vram, p.vendor, p.model, p.iface) == kind)
+                        {
+                            Some(p) => p.free = p.free.saturating_add(1),
+                            None => pools.push(Pool {
+                                vendor,
+                                model,
+                                model_name: &g.model,
+                                vram: g.vram_bytes,
+                                iface: g.interface,
+                                free: 1,
+                            }),
+                        }
+                    }
+                    pools.sort_unstable_by_key(|p| (p.vram, p.vendor, p.model, p.iface));
+                    HostState {
+                        name: h.name.as_str(),
+                        cpu: h.free.cpu_millis,
+                        mem: h.free.memory_bytes,
+                        eph: h.free.ephemeral_storage_bytes,
+                        storage,
+                        pools,
+                    }
+                })
+                .collect();
+            hosts.sort_by(|a, b| a.name.cmp(b.name));
+            let mut p = PProvider {
+                key: info.provider,
+                uptime_bps: input.uptime_bps.get(&info.provider).copied().unwrap_or(0),
+                attrs,
+                hosts,
+                total_cpu: 0,
+                max_host_cpu: 0,
+                total_gpus: 0,
+            };
+            p.refresh();
+            p
+        })
+        .collect();
 
     // Orders in integer form, walked in input (memory) order and put in id order. What the
     // bid checks need goes to `slots` in the same walk, while the order is in cache. Denoms
@@ -664,7 +704,9 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
                 attrs,
                 min_uptime: placement.min_uptime_bps,
             };
-            *order_slot = Some(order_form(*id, o, &intern, &salt, &mut groups));
+            let mut form = order_form(*id, o, &intern, &salt, &mut groups);
+            form.denom = denom as u32;
+            *order_slot = Some(form);
         }
     }
     // Number the kept orders in id order.
@@ -702,11 +744,10 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
     for (b, block) in input.bids.chunks(BLOCK).enumerate() {
         // Bids for one order often come together: one lookup per run of them.
         let mut n_runs = 0;
+        for ((_, bid), l) in block.iter().zip(looked.iter_mut()) {
+            l.1 = denom_index(&denoms, &bid.price_per_hour.denom);
+        }
         for (j, (_, bid)) in block.iter().enumerate() {
-            looked[j].1 = denoms
-                .iter()
-                .position(|d| *d == bid.price_per_hour.denom)
-                .map_or(NONE, |i| i as u32);
             if j == 0 || block[j - 1].1.order_id != bid.order_id {
                 runs[n_runs] = (j, NONE);
                 n_runs += 1;
@@ -806,7 +847,7 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
     }
 
     excluded.sort_unstable();
-    Prepared { input, orders, providers, groups, cands, excluded, ids, inputs_digest }
+    Prepared { input, orders, providers, denoms, groups, cands, excluded, ids, inputs_digest }
 }
 
 /// One order in integer form (the caller checked it is valid).
@@ -886,6 +927,7 @@ fn order_form(
         groups: (start as u32, arena.len() as u32),
         satisfiable,
         max_price: o.max_price_per_hour.amount,
+        denom: 0,
         cands: (0, 0),
         eligible: 0,
         best_stage: 0,
