@@ -645,16 +645,20 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
     let find_order = |id: &Id| order_index.find(id);
     let mut order_slots: Vec<Option<POrder>> = (0..order_ids.len()).map(|_| None).collect();
     let mut slots: Vec<Slot> = (0..order_ids.len()).map(|_| Slot::UNUSED).collect();
-    let mut groups: Vec<GroupReq> = Vec::with_capacity(input.orders.len() * 2);
+    // Sized exactly (the group counts sit in the order structs, no extra cache misses): one
+    // allocation, never moved.
+    let mut groups: Vec<GroupReq> =
+        Vec::with_capacity(input.orders.iter().map(|(_, o)| o.groups.len()).sum());
     let mut denoms: Vec<&str> = Vec::new();
     let mut order_attrs: Vec<u32> = Vec::new();
     let mut next_dropped = orders_dd.dropped.iter().copied().peekable();
+    // Per order of a block: where it goes (`NONE` if invalid).
     let mut ranks = [NONE; ORDER_BLOCK];
     for (b, block) in input.orders.chunks(ORDER_BLOCK).enumerate() {
         let mut warm = 0u32;
         for ((id, o), rank) in block.iter().zip(ranks.iter_mut()) {
-            *rank = find_order(id).map_or(NONE, |i| i as u32);
-            warm ^= o.groups.first().map_or(0, |g| g.count);
+            *rank =
+                if order_is_valid(o) { find_order(id).map_or(NONE, |i| i as u32) } else { NONE };
             warm ^= slots.get(*rank as usize).map_or(0, |s| s.order);
             warm ^= u32::from(order_slots.get(*rank as usize).is_some_and(Option::is_some));
         }
@@ -663,7 +667,7 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
             if next_dropped.next_if_eq(&((b * ORDER_BLOCK + j) as u32)).is_some() {
                 continue;
             }
-            if !order_is_valid(o) {
+            if rank == NONE {
                 excluded.push(Excluded {
                     kind: InputKind::Order,
                     id: *id,
@@ -820,7 +824,7 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
     }
     drop(staged);
     // Equal prices: order by BLAKE3 keyed with the salt over the bid id (then the id),
-    // computed only where prices tie, into a reused buffer.
+    // computed only where prices tie (rare), into a reused buffer.
     let bid_id = |pos: u32| input.bids[pos as usize].0;
     let mut tied: Vec<([u8; 32], Id, Cand)> = Vec::new();
     for (oi, o) in orders.iter_mut().enumerate() {
