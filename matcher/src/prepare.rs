@@ -11,8 +11,16 @@
 //!   when there are any;
 //! - bids are walked once in input order (memory order) and only the eligible ones are kept,
 //!   as 12-byte `(order, bid, provider)` records, then grouped per order by a counting sort;
-//! - names and attributes are interned once, so the per-bid checks compare integers;
+//! - where lookups must be random (an order by id from a bid, an order's slot, a bid's denom
+//!   string), they go by blocks: a tight first loop issues the independent loads, so the
+//!   processor overlaps their cache misses, and a second loop does the work on hot data (the
+//!   greedy pass does the same for the orders it takes in scarcity order);
+//! - all orders' groups live in one array; names and attributes are interned once, so the
+//!   per-bid checks compare integers;
 //! - tie-break hashes are computed only where two bids of an order ask the same price.
+//!
+//! Measured with `matcher-bench` (100 k orders × 10 bids, 1,000 providers, one core): 734 ms
+//! before this design, about 300 ms after, for the same digest.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -661,6 +669,7 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
                 if order_is_valid(o) { find_order(id).map_or(NONE, |i| i as u32) } else { NONE };
             warm ^= slots.get(*rank as usize).map_or(0, |s| s.order);
             warm ^= u32::from(order_slots.get(*rank as usize).is_some_and(Option::is_some));
+            warm ^= u32::from(o.max_price_per_hour.denom.as_bytes().first().copied().unwrap_or(0));
         }
         std::hint::black_box(warm);
         for (j, ((id, o), &rank)) in block.iter().zip(ranks.iter()).enumerate() {

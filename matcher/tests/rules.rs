@@ -393,3 +393,29 @@ fn the_digest_covers_the_inputs_and_the_outcome() {
     // Same input, same digest.
     assert_eq!(run(&base.clone()).digest, d);
 }
+
+#[test]
+fn one_id_with_two_bodies_keeps_the_smallest_canonical_bytes_whatever_the_order() {
+    // A caller bug (two bodies under one id) must still give one answer on every node.
+    let o = with_id(order(1, vec![group("web", 1, res(2))], 100));
+    let (id, cheap) = bid(&o, pk(1), 10);
+    let mut dear = cheap.clone();
+    dear.price_per_hour.amount = 50;
+    let p = one_host(1, 8);
+    let a = match_epoch(&input(
+        vec![o.clone()],
+        vec![(id, dear.clone()), (id, cheap.clone())],
+        vec![p.clone()],
+    ));
+    let b = match_epoch(&input(
+        vec![o.clone()],
+        vec![(id, cheap.clone()), (id, dear.clone())],
+        vec![p],
+    ));
+    assert_eq!(a, b);
+    use leasemesh_protocol::codec::to_canonical;
+    let keep = if to_canonical(&cheap) < to_canonical(&dear) { &cheap } else { &dear };
+    assert_eq!(a.award_for(&o.0).unwrap().price_per_hour, keep.price_per_hour);
+    assert_eq!(excluded(&a, InputKind::Bid, &id), vec![ExcludedReason::Duplicate]);
+    assert_eq!(a.bid_ids, vec![id]);
+}
