@@ -756,11 +756,47 @@ fn counted_events(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::ingest::{Ingest, Kind, Reason};
-    use leasemesh_protocol::{samples, CloseReason, Keypair};
+    use leasemesh_protocol::{samples, Award, CloseReason, Keypair, MatchBatch};
     use leasemesh_settlement::batch::verify_lease_proof;
+
+    /// The sample settler's match batch awarding `awards`, its lists sorted as a batch must be.
+    pub(crate) fn batch_awarding(awards: &[Award]) -> Signed<MatchBatch> {
+        let mut mb = samples::match_batch();
+        mb.order_ids = awards.iter().map(|a| a.order_id).collect();
+        mb.order_ids.sort();
+        mb.bid_ids = awards.iter().map(|a| a.bid_id).collect();
+        mb.bid_ids.sort();
+        mb.awards = awards.to_vec();
+        mb.awards.sort_by_key(|a| a.order_id);
+        Signed::sign(mb, &samples::settler_key())
+    }
+
+    /// `award`'s lease Running at `at`, signed by its provider `pk`.
+    pub(crate) fn running(award: &Award, pk: &Keypair, at: u64) -> Vec<u8> {
+        let ev = LeaseEvent {
+            version: leasemesh_protocol::v(),
+            lease_id: award.lease_id(),
+            order_id: award.order_id,
+            at_ms: at,
+            kind: LeaseEventKind::Running { endpoints: vec![] },
+        };
+        Signed::sign(ev, pk).encode()
+    }
+
+    /// Provider `pk`'s heartbeat number `seq` at `at_ms`.
+    pub(crate) fn heartbeat(pk: &Keypair, seq: u64, at_ms: u64, info_sequence: u64) -> Vec<u8> {
+        let hb = leasemesh_protocol::Heartbeat {
+            version: leasemesh_protocol::v(),
+            provider: pk.public(),
+            sequence: seq,
+            at_ms,
+            info_sequence,
+        };
+        Signed::sign(hb, pk).encode()
+    }
 
     fn genesis(tenant_address: &str, denom: &str) -> Genesis {
         Genesis {
@@ -995,34 +1031,13 @@ mod tests {
                 assignments: samples::award().assignments,
             });
         }
-        let mut mb = samples::match_batch();
-        mb.order_ids = awards.iter().map(|a| a.order_id).collect();
-        mb.order_ids.sort();
-        mb.bid_ids = awards.iter().map(|a| a.bid_id).collect();
-        mb.bid_ids.sort();
-        mb.awards = awards.clone();
-        mb.awards.sort_by_key(|a| a.order_id);
-        ok(Kind::MatchBatch, &Signed::sign(mb, &settler).encode());
+        ok(Kind::MatchBatch, &batch_awarding(&awards).encode());
         let t0 = now + 1000;
         for a in &awards {
-            let ev = LeaseEvent {
-                version: leasemesh_protocol::v(),
-                lease_id: a.lease_id(),
-                order_id: a.order_id,
-                at_ms: t0,
-                kind: LeaseEventKind::Running { endpoints: vec![] },
-            };
-            ok(Kind::LeaseEvent, &Signed::sign(ev, &pk).encode());
+            ok(Kind::LeaseEvent, &running(a, &pk, t0));
         }
         for i in 1..=10u64 {
-            let hb = leasemesh_protocol::Heartbeat {
-                version: leasemesh_protocol::v(),
-                provider: pk.public(),
-                sequence: i,
-                at_ms: t0 + i * 1000,
-                info_sequence: 1,
-            };
-            ok(Kind::Heartbeat, &Signed::sign(hb, &pk).encode());
+            ok(Kind::Heartbeat, &heartbeat(&pk, i, t0 + i * 1000, 1));
         }
 
         let poor_lease = awards[2].lease_id();
@@ -1169,34 +1184,13 @@ mod tests {
                 assignments: samples::award().assignments,
             });
         }
-        let mut mb = samples::match_batch();
-        mb.order_ids = awards.iter().map(|a| a.order_id).collect();
-        mb.order_ids.sort();
-        mb.bid_ids = awards.iter().map(|a| a.bid_id).collect();
-        mb.bid_ids.sort();
-        mb.awards = awards.clone();
-        mb.awards.sort_by_key(|a| a.order_id);
-        ok(Kind::MatchBatch, &Signed::sign(mb, &settler).encode());
+        ok(Kind::MatchBatch, &batch_awarding(&awards).encode());
         let t0 = now + 1000;
         for (a, (pk, _)) in awards.iter().zip(&providers) {
-            let ev = LeaseEvent {
-                version: leasemesh_protocol::v(),
-                lease_id: a.lease_id(),
-                order_id: a.order_id,
-                at_ms: t0,
-                kind: LeaseEventKind::Running { endpoints: vec![] },
-            };
-            ok(Kind::LeaseEvent, &Signed::sign(ev, pk).encode());
+            ok(Kind::LeaseEvent, &running(a, pk, t0));
         }
         let beat = |pk: &Keypair, seq: u64, at_ms: u64| {
-            let hb = leasemesh_protocol::Heartbeat {
-                version: leasemesh_protocol::v(),
-                provider: pk.public(),
-                sequence: seq,
-                at_ms,
-                info_sequence: 3,
-            };
-            ok(Kind::Heartbeat, &Signed::sign(hb, pk).encode());
+            ok(Kind::Heartbeat, &heartbeat(pk, seq, at_ms, 3));
         };
         // The dark provider beats for 10 s, then nothing; the steady one for a minute.
         for i in 1..=10u64 {

@@ -195,6 +195,8 @@ mod tests {
     use leasemesh_protocol::{Coin, Hash, Keypair};
     use leasemesh_settlement::accrual::{AccrualCursor, LeaseTerms};
 
+    use crate::settler::settle::tests as settle_tests;
+
     fn accrual(lease: u8, tenant: &str, amount: u128) -> LeaseAccrual {
         LeaseAccrual {
             terms: LeaseTerms {
@@ -266,7 +268,7 @@ mod tests {
     #[tokio::test]
     async fn an_order_naming_someone_elses_address_is_not_charged_and_is_closed() {
         use crate::ingest::{Ingest, Kind, Reason};
-        use leasemesh_protocol::{samples, LeaseEvent, LeaseEventKind, Signed};
+        use leasemesh_protocol::{samples, LeaseEventKind, Signed};
         let (tx, _) = tokio::sync::broadcast::channel(16);
         let store = Store::temporary().unwrap();
         let settler = samples::settler_key();
@@ -285,23 +287,9 @@ mod tests {
         ok(Kind::MatchBatch, &Signed::sign(samples::match_batch(), &settler).encode());
         let a = samples::award();
         let t0 = now + 1000;
-        let running = LeaseEvent {
-            version: leasemesh_protocol::v(),
-            lease_id: a.lease_id(),
-            order_id: a.order_id,
-            at_ms: t0,
-            kind: LeaseEventKind::Running { endpoints: vec![] },
-        };
-        ok(Kind::LeaseEvent, &Signed::sign(running, &pk).encode());
+        ok(Kind::LeaseEvent, &settle_tests::running(&a, &pk, t0));
         for i in 1..=10u64 {
-            let hb = leasemesh_protocol::Heartbeat {
-                version: leasemesh_protocol::v(),
-                provider: pk.public(),
-                sequence: i,
-                at_ms: t0 + i * 1000,
-                info_sequence: 1,
-            };
-            ok(Kind::Heartbeat, &Signed::sign(hb, &pk).encode());
+            ok(Kind::Heartbeat, &settle_tests::heartbeat(&pk, i, t0 + i * 1000, 1));
         }
         // The genesis says the victim's address belongs to another key than the order's signer.
         let owner = Keypair::from_seed_label("the real owner").public();
