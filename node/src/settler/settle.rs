@@ -325,67 +325,55 @@ impl Settlement {
         Ok(dropped.then_some(false))
     }
 
-    /// Moves cursors, shortfalls and closes of anchored batches from pending to current (a
-    /// close then waits to be published); drops those of rejected ones.
-    fn apply_pending(&self) -> Result<(), SettleError> {
-        let head = self.journal.head()?.map_or(0, |(s, _)| s);
-        for kv in self.pending.iter() {
+    /// For each entry of `tree` (a list keyed by its batch's sequence): once that batch is
+    /// anchored, hands every item to `apply` and removes the entry; drops it when the batch paid
+    /// nothing. Applying again after a crash writes the same values.
+    fn settle_tree<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        head: u64,
+        mut apply: impl FnMut(T) -> Result<(), SettleError>,
+    ) -> Result<(), SettleError> {
+        for kv in tree.iter() {
             let (k, v) = kv?;
             match self.fate(&k, head)? {
                 Some(true) => {
-                    let cursors: Vec<(Id, AccrualCursor)> = postcard::from_bytes(&v)
+                    let list: Vec<T> = postcard::from_bytes(&v)
                         .map_err(|e| SettleError::Corrupt(e.to_string()))?;
-                    for (lease, c) in cursors {
-                        self.cursors.insert(lease.as_bytes(), to_canonical(&c))?;
+                    for item in list {
+                        apply(item)?;
                     }
-                    self.pending.remove(&k)?;
+                    tree.remove(&k)?;
                 }
                 Some(false) => {
-                    self.pending.remove(&k)?;
-                }
-                None => {}
-            }
-        }
-        for kv in self.pending_shortfalls.iter() {
-            let (k, v) = kv?;
-            match self.fate(&k, head)? {
-                Some(true) => {
-                    let list: Vec<Shortfall> = postcard::from_bytes(&v)
-                        .map_err(|e| SettleError::Corrupt(e.to_string()))?;
-                    for sf in list {
-                        if let Some(close) = &sf.close_hex {
-                            let bytes = hex::decode(close)
-                                .map_err(|e| SettleError::Corrupt(e.to_string()))?;
-                            self.unpublished.insert(sf.lease_id.as_bytes(), bytes)?;
-                        }
-                        self.shortfalls.insert(sf.lease_id.as_bytes(), to_canonical(&sf))?;
-                    }
-                    self.pending_shortfalls.remove(&k)?;
-                }
-                Some(false) => {
-                    self.pending_shortfalls.remove(&k)?;
-                }
-                None => {}
-            }
-        }
-        for kv in self.pending_closes.iter() {
-            let (k, v) = kv?;
-            match self.fate(&k, head)? {
-                Some(true) => {
-                    let list: Vec<(Id, Vec<u8>)> = postcard::from_bytes(&v)
-                        .map_err(|e| SettleError::Corrupt(e.to_string()))?;
-                    for (lease, bytes) in list {
-                        self.unpublished.insert(lease.as_bytes(), bytes)?;
-                    }
-                    self.pending_closes.remove(&k)?;
-                }
-                Some(false) => {
-                    self.pending_closes.remove(&k)?;
+                    tree.remove(&k)?;
                 }
                 None => {}
             }
         }
         Ok(())
+    }
+
+    /// Moves cursors, shortfalls and closes of anchored batches from pending to current (a
+    /// close then waits to be published); drops those of rejected ones.
+    fn apply_pending(&self) -> Result<(), SettleError> {
+        let head = self.journal.head()?.map_or(0, |(s, _)| s);
+        self.settle_tree(&self.pending, head, |(lease, c): (Id, AccrualCursor)| {
+            self.cursors.insert(lease.as_bytes(), to_canonical(&c))?;
+            Ok(())
+        })?;
+        self.settle_tree(&self.pending_shortfalls, head, |sf: Shortfall| {
+            if let Some(close) = &sf.close_hex {
+                let bytes = hex::decode(close).map_err(|e| SettleError::Corrupt(e.to_string()))?;
+                self.unpublished.insert(sf.lease_id.as_bytes(), bytes)?;
+            }
+            self.shortfalls.insert(sf.lease_id.as_bytes(), to_canonical(&sf))?;
+            Ok(())
+        })?;
+        self.settle_tree(&self.pending_closes, head, |(lease, bytes): (Id, Vec<u8>)| {
+            self.unpublished.insert(lease.as_bytes(), bytes)?;
+            Ok(())
+        })
     }
 
     /// The shortfall of a lease its tenant could not pay in full, once anchored.
