@@ -192,8 +192,18 @@ fn store_outcome(id: Option<Id>, e: &StoreError) -> Outcome {
 /// An extra check on match batches, supplied by the settler role (it re-runs the matcher). The
 /// relay alone only checks the batch's signature and structure.
 pub trait BatchCheck: Send + Sync + fmt::Debug {
-    /// `Err(detail)` rejects the batch.
-    fn check(&self, batch: &Signed<MatchBatch>, store: &Store) -> Result<(), String>;
+    /// `Err` refuses the batch, with the reason that sets the gossip verdict.
+    fn check(&self, batch: &Signed<MatchBatch>, store: &Store) -> Result<(), BatchRefusal>;
+}
+
+/// Why a batch check refused a batch. `reason` decides the verdict: [`Reason::BatchMismatch`]
+/// when the batch is provably wrong (its sender's score falls); a late or not-yet-verifiable
+/// batch ([`Reason::Stale`], [`Reason::UnknownOrder`]) is only ignored, since an honest peer
+/// may relay it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRefusal {
+    pub reason: Reason,
+    pub detail: String,
 }
 
 /// The pipeline: a store to check against and write to, and the event stream to announce to.
@@ -416,8 +426,8 @@ impl Ingest {
 
     fn apply_batch(&self, s: &Signed<MatchBatch>, id: Id, bytes: &[u8], now_ms: u64) -> Outcome {
         if let Some(check) = &self.batch_check {
-            if let Err(detail) = check.check(s, &self.store) {
-                return Outcome::new(Reason::BatchMismatch, Some(id), detail);
+            if let Err(r) = check.check(s, &self.store) {
+                return Outcome::new(r.reason, Some(id), r.detail);
             }
         }
         match self.store.put_batch(&id, bytes) {

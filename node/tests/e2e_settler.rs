@@ -358,6 +358,18 @@ fn every_node_accepts_the_same_batch_and_refuses_a_tampered_one() {
     let rejected = r#"leasemesh_settler_batches_rejected_total{reason="awards_mismatch"}"#;
     assert_eq!(a.metric(rejected), 1);
 
+    // A second valid batch for the epoch (the same outcome, signed a moment later, as a late
+    // leader's would be): refused as late (409, gossip Ignore), not as wrong, since an honest
+    // peer may relay it; the accepted batch stays.
+    let mut again = Signed::<MatchBatch>::decode_verified(&signed).unwrap().body;
+    again.created_at_ms += 1;
+    let again = Signed::sign(again, &settler.key);
+    let (code, detail) = a.post_hex("/v1/batches", &again.encode()).unwrap_err();
+    assert_eq!(code, 409, "{detail}");
+    assert!(detail.contains("stale") && detail.contains("epoch_taken"), "{detail}");
+    assert_eq!(a.metric(r#"leasemesh_settler_batches_rejected_total{reason="epoch_taken"}"#), 1);
+    assert_eq!(a.get(&format!("/v1/batches/{epoch}")).unwrap()["batch_id"], views[0]["batch_id"]);
+
     // The same bytes over gossip (node A plays a lying peer): its peers refuse and count it.
     let before: u64 =
         all[1..].iter().map(|n| n.metric(rejected)).sum::<u64>() + settler.metric(rejected);

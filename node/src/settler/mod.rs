@@ -42,7 +42,7 @@ use tokio::sync::{broadcast, mpsc, watch, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::events::NodeEvent;
-use crate::ingest::{BatchCheck, Kind};
+use crate::ingest::{BatchCheck, BatchRefusal, Kind, Reason};
 use crate::net::service::NetworkHandle;
 use crate::net::sync::{SyncKind, SyncRequest, SyncResponse, SYNC_FETCH_LIMIT};
 use crate::node::Node;
@@ -295,12 +295,13 @@ impl Shared {
     fn reject(
         &self,
         batch: &Signed<MatchBatch>,
+        reason: Reason,
         label: &str,
         detail: String,
-    ) -> Result<(), String> {
+    ) -> Result<(), BatchRefusal> {
         self.metrics.batches_rejected.get_or_create(&ReasonLabels { reason: label.into() }).inc();
-        tracing::warn!(epoch = batch.body.epoch, batch = %batch.id().short(), signer = %batch.signer, reason = label, %detail, "match batch rejected");
-        Err(format!("{label}: {detail}"))
+        tracing::warn!(epoch = batch.body.epoch, batch = %batch.id().short(), signer = %batch.signer, reason = label, verdict = reason.verdict().as_str(), %detail, "match batch refused");
+        Err(BatchRefusal { reason, detail: format!("{label}: {detail}") })
     }
 
     /// Asks the fetcher task for missing inputs and waits (this runs on a blocking thread).
@@ -333,7 +334,7 @@ impl Inputs for StoreInputs<'_> {
 struct Check(Arc<Shared>);
 
 impl BatchCheck for Check {
-    fn check(&self, batch: &Signed<MatchBatch>, store: &Store) -> Result<(), String> {
+    fn check(&self, batch: &Signed<MatchBatch>, store: &Store) -> Result<(), BatchRefusal> {
         let s = &self.0;
         let inputs = StoreInputs(store);
         let mut result = check_batch(&s.clock, &s.genesis.settlers, batch, &inputs, now_ms());
@@ -348,7 +349,13 @@ impl BatchCheck for Check {
             result = check_batch(&s.clock, &s.genesis.settlers, batch, &inputs, now_ms());
         }
         if let Err(e) = result {
-            return s.reject(batch, e.label(), e.to_string());
+            // Inputs nobody could give us: plausible, not provably wrong, so only ignored.
+            let reason = match &e {
+                CheckError::Missing(_) => Reason::UnknownOrder,
+                CheckError::Turn(epoch::TurnError::NotASettler { .. }) => Reason::WrongSigner,
+                _ => Reason::BatchMismatch,
+            };
+            return s.reject(batch, reason, e.label(), e.to_string());
         }
         let id = batch.id();
         let key = batch.body.epoch.to_be_bytes();
@@ -360,13 +367,18 @@ impl BatchCheck for Check {
             Ok(Ok(())) => {}
             Ok(Err(cur)) if cur.current.as_deref() == Some(id.as_bytes().as_slice()) => {}
             Ok(Err(_)) => {
+                // A valid batch that came second (the leader's, late, after the fallback's): an
+                // honest peer may relay it, so it is ignored, not held against the sender.
                 return s.reject(
                     batch,
+                    Reason::Stale,
                     "epoch_taken",
                     format!("epoch {} already has an accepted batch", batch.body.epoch),
                 );
             }
-            Err(e) => return Err(format!("store: {e}")),
+            Err(e) => {
+                return Err(BatchRefusal { reason: Reason::Store, detail: format!("store: {e}") })
+            }
         }
         if let Err(e) = s.meta.insert(LAST_BATCH, id.as_bytes().as_slice()) {
             tracing::warn!(error = %e, "cannot record the last batch");
