@@ -207,6 +207,24 @@ impl std::fmt::Debug for NetworkService {
     }
 }
 
+/// An error with its sources ("a: b: c"): libp2p's transport errors say nothing themselves
+/// (an address in use is only in the source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.is_empty() && !out.ends_with(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 /// Splits `/ip4/.../tcp/1/p2p/<id>` into the peer id and the address without it.
 pub fn split_peer(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
     let mut a = addr.clone();
@@ -231,7 +249,9 @@ impl NetworkService {
             swarm.behaviour_mut().gossipsub.subscribe(&t.ident()).map_err(|e| e.to_string())?;
         }
         for a in listen {
-            swarm.listen_on(a.clone()).map_err(|e| format!("cannot listen on {a}: {e}"))?;
+            swarm
+                .listen_on(a.clone())
+                .map_err(|e| format!("cannot listen on {a}: {}", error_chain(&e)))?;
         }
         for a in bootstrap {
             if let Some((peer, addr)) = split_peer(a) {

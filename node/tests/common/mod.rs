@@ -59,8 +59,30 @@ impl TestNode {
         TestNode::start_with(name, bootstrap, raw_publish, &[])
     }
 
-    /// Inits a home, sets `key = value` lines of its config.toml, and starts the node.
+    /// Inits a home, sets `key = value` lines of its config.toml, and starts the node. A port
+    /// picked free can be taken by another socket before the node binds it: then the node is
+    /// set up again on fresh ports (at most three times).
     pub fn start_with(
+        name: &str,
+        bootstrap: &[String],
+        raw_publish: bool,
+        settings: &[(&str, &str)],
+    ) -> TestNode {
+        let mut attempt = 1;
+        loop {
+            let mut node = TestNode::init(name, bootstrap, raw_publish, settings);
+            match node.try_run() {
+                Ok(()) => return node,
+                Err(e) if attempt < 3 && e.contains("in use") => {
+                    eprintln!("{name}: a port was taken before the node bound it; new ports ({e})");
+                    attempt += 1;
+                }
+                Err(e) => panic!("{name} did not start: {e}"),
+            }
+        }
+    }
+
+    fn init(
         name: &str,
         bootstrap: &[String],
         raw_publish: bool,
@@ -97,7 +119,7 @@ impl TestNode {
             config = config.replace(&line, &format!("{key} = {value}"));
         }
         std::fs::write(&config_path, config).unwrap();
-        let mut node = TestNode {
+        TestNode {
             name: name.into(),
             home,
             api: format!("http://127.0.0.1:{api_port}"),
@@ -105,9 +127,7 @@ impl TestNode {
             quic_port,
             peer_id: info["peer_id"].as_str().unwrap().to_string(),
             child: None,
-        };
-        node.run();
-        node
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -115,7 +135,16 @@ impl TestNode {
     }
 
     /// Starts (or restarts) the process on the same home.
+    /// Starts the node's process and waits until it answers; panics if it does not.
     pub fn run(&mut self) {
+        if let Err(e) = self.try_run() {
+            panic!("{} did not start: {e}", self.name);
+        }
+    }
+
+    /// Starts the node's process and waits until it answers `/health`; `Err` with the end of
+    /// its log if it exits first, or after 30 s.
+    pub fn try_run(&mut self) -> Result<(), String> {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
         let child = Command::new(BIN)
@@ -123,14 +152,30 @@ impl TestNode {
             .arg("--home")
             .arg(self.home.path())
             .env("RUST_LOG", "info,leasemesh_node=debug")
+            // A failed start then ends its log with the error itself, not a backtrace.
+            .env("RUST_BACKTRACE", "0")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
         self.child = Some(child);
-        wait_for(&format!("{} to answer /health", self.name), Duration::from_secs(30), || {
-            self.get("/health").ok()
-        });
+        let start = Instant::now();
+        loop {
+            if self.get("/health").is_ok() {
+                return Ok(());
+            }
+            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                self.child = None;
+                let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                return Err(format!("exited ({status}): {}", tail.join(" | ")));
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err("no answer to /health within 30 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 
     /// SIGKILL: no chance to flush or say goodbye.
