@@ -36,11 +36,6 @@ pub const SYNC_SERVER_QUEUE_CAPACITY: usize = 64;
 pub const SYNC_JOB_QUEUE_CAPACITY: usize = 256;
 /// How often Kademlia walks the network for more peers.
 pub const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(30);
-/// While a node has no peer at all, it redials its bootstrap peers after this long, doubling
-/// up to [`BOOTSTRAP_REDIAL_MAX`]: a node started just before its bootstrap peer listens joins
-/// within a second or two, not at the next Kademlia walk.
-pub const BOOTSTRAP_REDIAL_FIRST: Duration = Duration::from_millis(500);
-pub const BOOTSTRAP_REDIAL_MAX: Duration = Duration::from_secs(30);
 
 /// A request to the swarm task.
 #[derive(Debug)]
@@ -194,11 +189,6 @@ pub struct NetworkService {
     /// Consecutive score checks each peer spent below the ban threshold.
     low_score_checks: HashMap<PeerId, u32>,
     target_peers: u32,
-    /// The configured bootstrap peers, redialled while no peer is connected.
-    bootstrap: Vec<Multiaddr>,
-    /// When to redial them next, and the wait after that.
-    redial_at: tokio::time::Instant,
-    redial_backoff: Duration,
 }
 
 impl std::fmt::Debug for NetworkService {
@@ -275,9 +265,6 @@ impl NetworkService {
                 banned: HashSet::new(),
                 low_score_checks: HashMap::new(),
                 target_peers,
-                bootstrap: bootstrap.to_vec(),
-                redial_at: tokio::time::Instant::now() + BOOTSTRAP_REDIAL_FIRST,
-                redial_backoff: BOOTSTRAP_REDIAL_FIRST,
             },
             handle,
         ))
@@ -298,26 +285,9 @@ impl NetworkService {
                     // No known peers yet is normal for the first node of a mesh.
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
-                _ = tokio::time::sleep_until(self.redial_at), if !self.bootstrap.is_empty() => {
-                    self.redial_bootstrap();
-                }
             }
         }
         tracing::info!("network service stopped");
-    }
-
-    /// Redials the bootstrap peers if no peer is connected (backing off), else waits again.
-    fn redial_bootstrap(&mut self) {
-        if self.swarm.connected_peers().next().is_some() {
-            self.redial_backoff = BOOTSTRAP_REDIAL_FIRST;
-        } else {
-            tracing::debug!(after = ?self.redial_backoff, "no peers: redialling the bootstrap peers");
-            for a in &self.bootstrap {
-                let _ = self.swarm.dial(a.clone());
-            }
-            self.redial_backoff = (self.redial_backoff * 2).min(BOOTSTRAP_REDIAL_MAX);
-        }
-        self.redial_at = tokio::time::Instant::now() + self.redial_backoff;
     }
 
     fn on_command(&mut self, cmd: Command) {
