@@ -1,5 +1,6 @@
 //! Every real Akash SDL file in `shared/akash-sdl` (380 files from awesome-akash) converts, or is
-//! refused with a named reason; only the four known-broken files may be refused.
+//! refused with a named reason; only the four known-broken files and three that Akash's Go
+//! parser refuses too may be refused.
 //!
 //! Files whose sizes use lower-case or decimal-`B` units (`gi`, `gb`, `Mb`, ...), which Akash's Go
 //! parser refuses and Akash Console's TypeScript parser reads, are accepted on purpose with a
@@ -45,10 +46,16 @@ const BROKEN: [(&str, &str, &str); 4] = [
     ("steamcmd__deploy.yaml", "missing", ".port"),
 ];
 
-/// Files Akash's Go parser refuses (for their lower-case units, among other things) that
-/// leasemesh refuses too, for a reason of their own: `units: [16]` is a list, not a number.
-const GO_REFUSES_TOO: [(&str, &str, &str); 1] =
-    [("Venice-ElizaOS__deploy.yml", "wrong_type", "resources.cpu.units")];
+/// Files Akash's Go parser refuses that leasemesh refuses too:
+/// - Venice-ElizaOS: `units: [16]` is a list, not a number (Akash also refuses its `32gb`);
+/// - codex: `http_options.max_body_size` of 1 GiB, over Akash's 100 MiB limit;
+/// - postgres-s3-backup: no port is global, and Akash's manifest check refuses "zero global
+///   services".
+const GO_REFUSES_TOO: [(&str, &str, &str); 3] = [
+    ("Venice-ElizaOS__deploy.yml", "wrong_type", "resources.cpu.units"),
+    ("codex__deploy.yml", "bad_value", "http_options.max_body_size"),
+    ("postgres-s3-backup__deploy.yaml", "bad_value", "services"),
+];
 
 /// The files that convert only thanks to the lenient size units (`gi`, `gb`, `GB`, `Mb`, ...).
 /// Akash's Go parser refuses all of them; Akash Console's TypeScript parser reads them.

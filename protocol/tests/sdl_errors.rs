@@ -204,8 +204,15 @@ fn bad_values() {
         "profiles.placement.dcloud.pricing.web.amount",
         27,
     );
+    // Akash refuses a zero amount; a positive one that rounds to 0 per hour is refused too.
     assert_err(
         &err(&with("amount: 1000", "amount: 0")),
+        "bad_value",
+        "profiles.placement.dcloud.pricing.web.amount",
+        27,
+    );
+    assert_err(
+        &err(&with("amount: 1000", "amount: 0.0000001")),
         "bad_value",
         "profiles.placement.dcloud.pricing",
         24,
@@ -270,6 +277,7 @@ const TWO_SERVICES: &str = r#"version: "2.0"
 services:
   web:
     image: nginx
+    expose: [{port: 80, to: [{global: true}]}]
   db:
     image: postgres
 profiles:
@@ -307,7 +315,7 @@ fn mixed_denoms_in_one_placement_are_refused() {
     let e = err(&one_placement);
     assert_eq!(e.kind(), "mixed_denoms", "{e}");
     assert_eq!(e.path(), Some("profiles.placement.eu.pricing.small.denom"));
-    assert_eq!(e.line(), Some(22));
+    assert_eq!(e.line(), Some(23));
 }
 
 #[test]
@@ -350,6 +358,9 @@ fn gpus_ram_volumes_and_persistent_storage_map_to_resources() {
 services:
   llm:
     image: vllm/vllm-openai
+    expose:
+      - port: 8000
+        to: [{global: true}]
     params:
       storage:
         shm: {mount: /dev/shm}
@@ -402,7 +413,7 @@ deployment:
     assert_eq!(gpu.models[2].min_vram_bytes, 80 << 30);
     assert_eq!(gpu.models[2].interface, Some(GpuInterface::Sxm));
     assert!(
-        s.warnings.iter().any(|w| w.message.contains("model written as a number") && w.line == 31),
+        s.warnings.iter().any(|w| w.message.contains("model written as a number") && w.line == 34),
         "{:?}",
         s.warnings
     );
@@ -431,6 +442,10 @@ fn profile_without_ephemeral_storage_gets_the_implicit_root_fs() {
     let text = with(
         "          size: 1Gi\n",
         "          size: 1Gi\n          attributes: {persistent: true, class: beta2}\n",
+    )
+    .replace(
+        "      - MODE=prod\n",
+        "      - MODE=prod\n    params:\n      storage:\n        default: {mount: /data}\n",
     );
     let (_, d) = convert(&text).unwrap();
     let r = &d.orders[0].groups[0].resources;

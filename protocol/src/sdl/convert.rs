@@ -1,7 +1,7 @@
 //! From a checked [`Sdl`] to unsigned orders (one per placement group) and the manifest.
 
 use super::error::SdlError;
-use super::{Sdl, VolumeKind};
+use super::{DeploymentEntry, PlacementProfile, Sdl, Service, VolumeKind};
 use crate::codec::{Signable, PROTOCOL_VERSION};
 use crate::crypto::{Hash, PublicKey};
 use crate::manifest::{ExposedPort, Manifest, ManifestGroup, Mount, MountKind, ServiceManifest};
@@ -144,191 +144,242 @@ pub fn to_orders(sdl: &Sdl, params: &OrderParams) -> Result<Deployment, SdlError
             hint: "deploy at least one service",
         });
     }
-
     let mut drafts: Vec<(Order, usize)> = Vec::new();
     let mut groups = Vec::new();
     for (i, placement_name) in placements.iter().enumerate() {
-        let Some(placement) = sdl.placement(placement_name) else {
-            return Err(SdlError::UnknownRef {
-                path: format!("deployment.*.{placement_name}"),
-                line: 1,
-                what: "placement",
-                name: (*placement_name).to_owned(),
-                hint: String::new(),
-            });
-        };
-        let ppath = format!("profiles.placement.{placement_name}");
-        let entries: Vec<_> =
-            sdl.deployment.iter().filter(|d| d.placement == *placement_name).collect();
-
-        // Price: exact sum of count × mantissa scaled to the largest scale, then × ms per hour
-        // ÷ (block time × 10^scale), rounded down once at the end.
-        let scale = entries
-            .iter()
-            .filter_map(|d| placement.pricing.iter().find(|p| p.profile == d.profile))
-            .map(|p| p.amount.scale)
-            .max()
-            .unwrap_or(0);
-        let mut denom: Option<(&str, &str)> = None;
-        let mut numerator: u128 = 0;
-        let mut service_groups = Vec::new();
-        let mut services = Vec::new();
-        for d in &entries {
-            let dpath = format!("deployment.{}.{}", d.service, d.placement);
-            let Some(price) = placement.pricing.iter().find(|p| p.profile == d.profile) else {
-                return Err(SdlError::Missing {
-                    path: format!("{ppath}.pricing.{}", d.profile),
-                    line: placement.pricing_line,
-                    hint: "every profile deployed in a placement needs a price there",
-                });
-            };
-            let pricing_path = format!("{ppath}.pricing.{}", d.profile);
-            match denom {
-                None => denom = Some((&price.denom, &price.profile)),
-                Some((first, _)) if first != price.denom => {
-                    return Err(SdlError::MixedDenoms {
-                        path: format!("{pricing_path}.denom"),
-                        line: price.line,
-                        placement: (*placement_name).to_owned(),
-                        first: first.to_owned(),
-                        second: price.denom.clone(),
-                    })
-                }
-                Some(_) => {}
-            }
-            let overflow = || SdlError::Overflow {
-                path: format!("{pricing_path}.amount"),
-                line: price.line,
-                why: "count × amount × blocks per hour does not fit in 128 bits",
-            };
-            let scaled = 10u128
-                .checked_pow(scale - price.amount.scale)
-                .and_then(|f| price.amount.mantissa.checked_mul(f))
-                .and_then(|m| m.checked_mul(u128::from(d.count)))
-                .ok_or_else(overflow)?;
-            numerator = numerator.checked_add(scaled).ok_or_else(overflow)?;
-
-            let resources = resources(sdl, &d.profile, &format!("{dpath}.profile"), d.line)?;
-            let Some(service) = sdl.service(&d.service) else {
-                return Err(SdlError::UnknownRef {
-                    path: dpath,
-                    line: d.line,
-                    what: "service",
-                    name: d.service.clone(),
-                    hint: String::new(),
-                });
-            };
-            let gpu_units = resources.gpu.as_ref().map_or(0, |g| g.units);
-            let profile = sdl.profile(&d.profile);
-            let mut mounts = Vec::new();
-            for m in &service.mounts {
-                let volume = profile.and_then(|p| p.storage.iter().find(|v| v.name == m.volume));
-                let kind = match volume.map(|v| (v.kind, v.bytes)) {
-                    Some((VolumeKind::Persistent, _)) => MountKind::Persistent,
-                    Some((VolumeKind::Ram, bytes)) => MountKind::Ram { bytes },
-                    Some((VolumeKind::Ephemeral, _)) => MountKind::Ephemeral,
-                    None => {
-                        return Err(SdlError::UnknownRef {
-                            path: format!("services.{}.params.storage.{}", service.name, m.volume),
-                            line: m.line,
-                            what: "volume",
-                            name: m.volume.clone(),
-                            hint: format!(" in compute profile {}", d.profile),
-                        })
-                    }
-                };
-                mounts.push(Mount {
-                    volume: m.volume.clone(),
-                    path: m.path.clone(),
-                    read_only: m.read_only,
-                    kind,
-                });
-            }
-            if let Some(c) = &service.credentials {
-                return Err(SdlError::Unsupported {
-                    path: format!("services.{}.credentials", service.name),
-                    line: c.line,
-                    why: "private registry credentials cannot be delivered to providers yet; use a public image",
-                });
-            }
-            services.push(ServiceManifest {
-                name: service.name.clone(),
-                image: service.image.clone(),
-                command: service.command.clone(),
-                args: service.args.clone(),
-                env: service.env.clone(),
-                expose: service
-                    .expose
-                    .iter()
-                    .map(|x| ExposedPort {
-                        port: x.port,
-                        external_port: x.external_port,
-                        proto: x.proto,
-                        global: x.global,
-                        hosts: x.accept.clone(),
-                        to_services: x.to_services.clone(),
-                        ip_endpoint: x.ip.clone(),
-                    })
-                    .collect(),
-                mounts,
-                count: d.count,
-                gpu_units,
-            });
-            service_groups.push(ServiceGroup {
-                name: d.service.clone(),
-                count: d.count,
-                resources,
-            });
-        }
-        let price_overflow = || SdlError::Overflow {
-            path: format!("{ppath}.pricing"),
-            line: placement.pricing_line,
-            why: "the price per hour does not fit in 128 bits",
-        };
-        let divisor = 10u128
-            .checked_pow(scale)
-            .and_then(|p| p.checked_mul(u128::from(params.block_time_ms)))
-            .ok_or_else(price_overflow)?;
-        let per_hour = numerator.checked_mul(MS_PER_HOUR).ok_or_else(price_overflow)? / divisor;
-        let denom = denom.map_or_else(String::new, |(d, _)| d.to_owned());
-        if per_hour == 0 {
-            return Err(SdlError::BadValue {
-                path: format!("{ppath}.pricing"),
-                line: placement.pricing_line,
-                value: "0".into(),
-                why: format!("the max price is 0 {denom} per hour: no provider can be paid"),
-            });
-        }
-        service_groups.sort_by(|a, b| a.name.cmp(&b.name));
-        services.sort_by(|a, b| a.name.cmp(&b.name));
-        groups.push(ManifestGroup { name: (*placement_name).to_owned(), services });
         let nonce = params.nonce_base.checked_add(i as u64).ok_or(SdlError::Params {
             field: "nonce_base",
             why: "nonce_base plus the number of placements overflows",
         })?;
-        let order = Order {
-            version: PROTOCOL_VERSION,
-            tenant: params.tenant,
-            nonce,
-            created_at_ms: params.created_at_ms,
-            bid_window_ms: params.bid_window_ms,
-            lease_term_ms: params.lease_term_ms,
-            grace_period_ms: params.grace_period_ms,
-            groups: service_groups,
-            placement: Placement {
-                name: (*placement_name).to_owned(),
-                attributes: placement.attributes.clone(),
-                min_uptime_bps: 0,
-            },
-            max_price_per_hour: Coin::new(denom, per_hour),
-            tenant_address: params.tenant_address.clone(),
-            manifest_hash: Hash::ZERO,
-        };
-        drafts.push((order, placement.line));
+        let (order, group, line) = placement_order(sdl, params, placement_name, nonce)?;
+        groups.push(group);
+        drafts.push((order, line));
     }
     let manifest = Manifest { version: PROTOCOL_VERSION, groups };
+    validate_manifest(sdl, &manifest)?;
+    let manifest_hash = manifest.hash();
+    let mut orders = Vec::with_capacity(drafts.len());
+    for (mut order, line) in drafts {
+        order.manifest_hash = manifest_hash;
+        order.validate().map_err(|source| SdlError::Invalid {
+            path: format!("profiles.placement.{}", order.placement.name),
+            line,
+            what: "order",
+            source: Box::new(source),
+        })?;
+        orders.push(order);
+    }
+    Ok(Deployment { orders, manifest })
+}
+
+/// One placement: its order (without the manifest hash), its manifest group and the line of
+/// its placement profile.
+fn placement_order(
+    sdl: &Sdl,
+    params: &OrderParams,
+    placement_name: &str,
+    nonce: u64,
+) -> Result<(Order, ManifestGroup, usize), SdlError> {
+    let Some(placement) = sdl.placement(placement_name) else {
+        return Err(SdlError::UnknownRef {
+            path: format!("deployment.*.{placement_name}"),
+            line: 1,
+            what: "placement",
+            name: placement_name.to_owned(),
+            hint: String::new(),
+        });
+    };
+    let entries: Vec<&DeploymentEntry> =
+        sdl.deployment.iter().filter(|d| d.placement == placement_name).collect();
+    let max_price_per_hour = price_per_hour(placement, &entries, params.block_time_ms)?;
+    let mut service_groups = Vec::new();
+    let mut services = Vec::new();
+    for d in &entries {
+        let dpath = format!("deployment.{}.{}", d.service, d.placement);
+        let resources = resources(sdl, &d.profile, &format!("{dpath}.profile"), d.line)?;
+        let Some(service) = sdl.service(&d.service) else {
+            return Err(SdlError::UnknownRef {
+                path: dpath,
+                line: d.line,
+                what: "service",
+                name: d.service.clone(),
+                hint: String::new(),
+            });
+        };
+        let gpu_units = resources.gpu.as_ref().map_or(0, |g| g.units);
+        services.push(service_manifest(sdl, service, d, gpu_units)?);
+        service_groups.push(ServiceGroup { name: d.service.clone(), count: d.count, resources });
+    }
+    service_groups.sort_by(|a, b| a.name.cmp(&b.name));
+    services.sort_by(|a, b| a.name.cmp(&b.name));
+    let order = Order {
+        version: PROTOCOL_VERSION,
+        tenant: params.tenant,
+        nonce,
+        created_at_ms: params.created_at_ms,
+        bid_window_ms: params.bid_window_ms,
+        lease_term_ms: params.lease_term_ms,
+        grace_period_ms: params.grace_period_ms,
+        groups: service_groups,
+        placement: Placement {
+            name: placement_name.to_owned(),
+            attributes: placement.attributes.clone(),
+            min_uptime_bps: 0,
+        },
+        max_price_per_hour,
+        tenant_address: params.tenant_address.clone(),
+        manifest_hash: Hash::ZERO,
+    };
+    Ok((order, ManifestGroup { name: placement_name.to_owned(), services }, placement.line))
+}
+
+/// Exact sum of count × amount over the placement's services, scaled to the largest number of
+/// decimals, then × ms per hour ÷ (block time × 10^scale), rounded down once at the end.
+fn price_per_hour(
+    placement: &PlacementProfile,
+    entries: &[&DeploymentEntry],
+    block_time_ms: u64,
+) -> Result<Coin, SdlError> {
+    let ppath = format!("profiles.placement.{}", placement.name);
+    let scale = entries
+        .iter()
+        .filter_map(|d| placement.pricing.iter().find(|p| p.profile == d.profile))
+        .map(|p| p.amount.scale)
+        .max()
+        .unwrap_or(0);
+    let mut denom: Option<&str> = None;
+    let mut numerator: u128 = 0;
+    for d in entries {
+        let pricing_path = format!("{ppath}.pricing.{}", d.profile);
+        let Some(price) = placement.pricing.iter().find(|p| p.profile == d.profile) else {
+            return Err(SdlError::Missing {
+                path: pricing_path,
+                line: placement.pricing_line,
+                hint: "every profile deployed in a placement needs a price there",
+            });
+        };
+        match denom {
+            None => denom = Some(&price.denom),
+            Some(first) if first != price.denom => {
+                return Err(SdlError::MixedDenoms {
+                    path: format!("{pricing_path}.denom"),
+                    line: price.line,
+                    placement: placement.name.clone(),
+                    first: first.to_owned(),
+                    second: price.denom.clone(),
+                })
+            }
+            Some(_) => {}
+        }
+        let overflow = || SdlError::Overflow {
+            path: format!("{pricing_path}.amount"),
+            line: price.line,
+            why: "count × amount × blocks per hour does not fit in 128 bits",
+        };
+        let scaled = 10u128
+            .checked_pow(scale - price.amount.scale)
+            .and_then(|f| price.amount.mantissa.checked_mul(f))
+            .and_then(|m| m.checked_mul(u128::from(d.count)))
+            .ok_or_else(overflow)?;
+        numerator = numerator.checked_add(scaled).ok_or_else(overflow)?;
+    }
+    let price_overflow = || SdlError::Overflow {
+        path: format!("{ppath}.pricing"),
+        line: placement.pricing_line,
+        why: "the price per hour does not fit in 128 bits",
+    };
+    let divisor = 10u128
+        .checked_pow(scale)
+        .and_then(|p| p.checked_mul(u128::from(block_time_ms)))
+        .ok_or_else(price_overflow)?;
+    let per_hour = numerator.checked_mul(MS_PER_HOUR).ok_or_else(price_overflow)? / divisor;
+    let denom = denom.unwrap_or_default().to_owned();
+    if per_hour == 0 {
+        return Err(SdlError::BadValue {
+            path: format!("{ppath}.pricing"),
+            line: placement.pricing_line,
+            value: "0".into(),
+            why: format!("the max price is 0 {denom} per hour: no provider can be paid"),
+        });
+    }
+    Ok(Coin::new(denom, per_hour))
+}
+
+/// The manifest entry of one service deployed with one profile.
+fn service_manifest(
+    sdl: &Sdl,
+    service: &Service,
+    d: &DeploymentEntry,
+    gpu_units: u32,
+) -> Result<ServiceManifest, SdlError> {
+    let profile = sdl.profile(&d.profile);
+    let mut mounts = Vec::new();
+    for m in &service.mounts {
+        let volume = profile.and_then(|p| p.storage.iter().find(|v| v.name == m.volume));
+        let kind = match volume.map(|v| (v.kind, v.bytes)) {
+            Some((VolumeKind::Persistent, _)) => MountKind::Persistent,
+            Some((VolumeKind::Ram, bytes)) => MountKind::Ram { bytes },
+            Some((VolumeKind::Ephemeral, _)) => MountKind::Ephemeral,
+            None => {
+                return Err(SdlError::UnknownRef {
+                    path: format!("services.{}.params.storage.{}", service.name, m.volume),
+                    line: m.line,
+                    what: "volume",
+                    name: m.volume.clone(),
+                    hint: format!(" in compute profile {}", d.profile),
+                })
+            }
+        };
+        mounts.push(Mount {
+            volume: m.volume.clone(),
+            path: m.path.clone(),
+            read_only: m.read_only,
+            kind,
+        });
+    }
+    if let Some(c) = &service.credentials {
+        return Err(SdlError::Unsupported {
+            path: format!("services.{}.credentials", service.name),
+            line: c.line,
+            why: "private registry credentials cannot be delivered to providers yet; use a public image",
+        });
+    }
+    if let Some(t) = &service.tee {
+        return Err(SdlError::NotYet {
+            path: format!("services.{}.params.tee", service.name),
+            line: t.line,
+            key: "params.tee",
+            why: "orders cannot ask for a TEE yet",
+        });
+    }
+    Ok(ServiceManifest {
+        name: service.name.clone(),
+        image: service.image.clone(),
+        command: service.command.clone(),
+        args: service.args.clone(),
+        env: service.env.clone(),
+        expose: service
+            .expose
+            .iter()
+            .map(|x| ExposedPort {
+                port: x.port,
+                external_port: x.external_port,
+                proto: x.proto,
+                global: x.global,
+                hosts: x.accept.clone(),
+                to_services: x.to_services.clone(),
+                ip_endpoint: x.ip.clone(),
+            })
+            .collect(),
+        mounts,
+        count: d.count,
+        gpu_units,
+    })
+}
+
+/// The manifest's own checks, pointed at the service the broken field belongs to.
+fn validate_manifest(sdl: &Sdl, manifest: &Manifest) -> Result<(), SdlError> {
     manifest.validate().map_err(|source| {
-        // Point at the service the broken field belongs to, when there is one.
         let field = match &source {
             ValidationError::TooMany { field, .. }
             | ValidationError::TooLong { field, .. }
@@ -346,18 +397,5 @@ pub fn to_orders(sdl: &Sdl, params: &OrderParams) -> Result<Deployment, SdlError
             what: "manifest",
             source: Box::new(source),
         }
-    })?;
-    let manifest_hash = manifest.hash();
-    let mut orders = Vec::with_capacity(drafts.len());
-    for (mut order, line) in drafts {
-        order.manifest_hash = manifest_hash;
-        order.validate().map_err(|source| SdlError::Invalid {
-            path: format!("profiles.placement.{}", order.placement.name),
-            line,
-            what: "order",
-            source: Box::new(source),
-        })?;
-        orders.push(order);
-    }
-    Ok(Deployment { orders, manifest })
+    })
 }

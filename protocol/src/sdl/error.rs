@@ -26,6 +26,10 @@ pub enum SdlError {
     /// A feature of Akash SDL that leasemesh cannot honour yet.
     #[error("{path} (line {line}): not supported: {why}")]
     Unsupported { path: String, line: usize, why: &'static str },
+    /// A key of Akash's SDL schema that leasemesh does not implement yet: refused, never
+    /// dropped, since the tenant asked for it.
+    #[error("{path} (line {line}): not supported yet: {key}: {why}")]
+    NotYet { path: String, line: usize, key: &'static str, why: &'static str },
     /// Services of one placement priced in different denoms: an order has a single price.
     #[error("{path} (line {line}): placement {placement:?} mixes denoms {first:?} and {second:?}; an order has one price, so give every profile of a placement the same denom")]
     MixedDenoms { path: String, line: usize, placement: String, first: String, second: String },
@@ -56,6 +60,7 @@ impl SdlError {
             SdlError::BadValue { .. } => "bad_value",
             SdlError::UnknownRef { .. } => "unknown_ref",
             SdlError::Unsupported { .. } => "unsupported",
+            SdlError::NotYet { .. } => "not_yet",
             SdlError::MixedDenoms { .. } => "mixed_denoms",
             SdlError::Overflow { .. } => "overflow",
             SdlError::Invalid { .. } => "invalid",
@@ -71,6 +76,7 @@ impl SdlError {
             | SdlError::BadValue { path, .. }
             | SdlError::UnknownRef { path, .. }
             | SdlError::Unsupported { path, .. }
+            | SdlError::NotYet { path, .. }
             | SdlError::MixedDenoms { path, .. }
             | SdlError::Overflow { path, .. }
             | SdlError::Invalid { path, .. } => Some(path),
@@ -87,6 +93,7 @@ impl SdlError {
             | SdlError::BadValue { line, .. }
             | SdlError::UnknownRef { line, .. }
             | SdlError::Unsupported { line, .. }
+            | SdlError::NotYet { line, .. }
             | SdlError::MixedDenoms { line, .. }
             | SdlError::Overflow { line, .. }
             | SdlError::Invalid { line, .. } => Some(*line),

@@ -37,6 +37,8 @@ pub struct Sdl {
     pub deployment: Vec<DeploymentEntry>,
     /// Named IP endpoints (`endpoints: {name: {kind: ip}}`).
     pub endpoints: Vec<String>,
+    /// The line of each endpoint's name, in the order of `endpoints`.
+    pub endpoint_lines: Vec<(String, usize)>,
     /// Accepted on purpose, but worth telling the author.
     pub warnings: Vec<SdlWarning>,
 }
@@ -54,6 +56,16 @@ pub struct Service {
     /// `params.storage`, sorted by volume name.
     pub mounts: Vec<StorageMount>,
     pub credentials: Option<Credentials>,
+    /// `params.tee`: the trusted execution environment the service must run in.
+    pub tee: Option<TeeParam>,
+}
+
+/// `params.tee` of a service: `cpu` or `cpu-gpu` (the values of Akash's schema).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeeParam {
+    pub line: usize,
+    /// `cpu` or `cpu-gpu`.
+    pub kind: String,
 }
 
 /// One `expose` entry.
@@ -74,10 +86,12 @@ pub struct Expose {
     pub http_options: Option<HttpOptions>,
 }
 
-/// `http_options` of an exposed port: checked, not yet carried in the manifest.
+/// `http_options` of an exposed port, as written (Akash's limits checked); the manifest gets
+/// them with Akash's defaults filled in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpOptions {
     pub max_body_size: Option<u64>,
+    pub proxy_buffer_size: Option<u64>,
     pub read_timeout: Option<u64>,
     pub send_timeout: Option<u64>,
     pub next_tries: Option<u64>,
