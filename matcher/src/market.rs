@@ -205,7 +205,7 @@ fn host(rng: &mut ChaCha8Rng, params: &MarketParams, h: u32) -> Host {
     free.memory_bytes = total.memory_bytes * (100 - used) / 100;
     let busy = rng.gen_range(0..=total.gpus.len() as u32 / 2) as usize;
     free.gpus.truncate(total.gpus.len() - busy);
-    Host { name: format!("host-{h:02}"), total, free }
+    Host { name: format!("host-{h:02}"), total, free, tee: vec![] }
 }
 
 /// A random order and its fair price per hour (before margins).
@@ -251,6 +251,7 @@ fn order(rng: &mut ChaCha8Rng, params: &MarketParams, n: u32) -> (Order, u64) {
                     memory_bytes: cpu / 1000 * 2 * GIB + GIB / 2,
                     ephemeral_storage_bytes: 5 * GIB,
                     persistent_storage: Vec::new(),
+                    tee: None,
                     gpu,
                 },
             }

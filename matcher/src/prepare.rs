@@ -25,7 +25,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use leasemesh_protocol::codec::to_canonical;
-use leasemesh_protocol::{Attribute, Bid, GpuInterface, Hash, Id, Order, ProviderInfo, PublicKey};
+use leasemesh_protocol::{
+    Attribute, Bid, GpuInterface, Hash, Id, Order, ProviderInfo, PublicKey, TeeKind,
+};
 use serde::Serialize;
 
 use crate::input::{EpochInput, InputIds};
@@ -58,6 +60,8 @@ pub(crate) struct HostState<'a> {
     pub storage: Vec<(u32, u64)>,
     /// Sorted by (VRAM, vendor, model, interface): the smallest acceptable GPU is used first.
     pub pools: Vec<Pool<'a>>,
+    /// The TEE kinds the host offers.
+    pub tee: &'a [TeeKind],
 }
 
 impl HostState<'_> {
@@ -145,6 +149,8 @@ pub(crate) struct GroupReq {
     pub eph: u64,
     /// (interned class, bytes per replica), summed per class.
     pub storage: Vec<(u32, u64)>,
+    /// The TEE a replica must run in: only hosts offering it fit.
+    pub tee: Option<TeeKind>,
     pub gpu: Option<GpuReq>,
     /// False when it names a storage class, GPU vendor or model no provider offers.
     pub satisfiable: bool,
@@ -160,6 +166,9 @@ impl GroupReq {
     /// or only one replica is wanted).
     pub fn fit_at_most(&self, h: &HostState<'_>, limit: u64) -> u64 {
         if h.cpu < self.cpu || h.mem < self.mem || h.eph < self.eph || limit == 0 {
+            return 0;
+        }
+        if self.tee.is_some_and(|t| !h.tee.contains(&t)) {
             return 0;
         }
         if limit == 1 {
@@ -622,6 +631,7 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
                         eph: h.free.ephemeral_storage_bytes,
                         storage,
                         pools,
+                        tee: &h.tee,
                     }
                 })
                 .collect();
@@ -915,6 +925,7 @@ fn order_form(
             mem: r.memory_bytes,
             eph: r.ephemeral_storage_bytes,
             storage,
+            tee: r.tee,
             gpu,
             satisfiable,
         }

@@ -77,10 +77,12 @@ fn manifest(greeting: &str) -> Manifest {
                     hosts: vec![],
                     to_services: vec![],
                     ip_endpoint: None,
+                    http_options: None,
                 }],
                 mounts: vec![],
                 count: 1,
                 gpu_units: 0,
+                tee: None,
             }],
         }],
     }
@@ -97,6 +99,7 @@ fn order(m: &Manifest, nonce: u64) -> Order {
             memory_bytes: MEMORY,
             ephemeral_storage_bytes: 1 << 30,
             persistent_storage: vec![],
+            tee: None,
             gpu: None,
         },
     }];

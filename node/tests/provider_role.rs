@@ -73,6 +73,7 @@ async fn node_with_provider_role_bids_and_serves_lease_routes() {
             memory_bytes: GIB,
             ephemeral_storage_bytes: GIB,
             persistent_storage: vec![],
+            tee: None,
             gpu: None,
         },
     }];
@@ -149,10 +150,12 @@ fn web_manifest() -> Manifest {
                     hosts: vec![],
                     to_services: vec![],
                     ip_endpoint: None,
+                    http_options: None,
                 }],
                 mounts: vec![],
                 count: 1,
                 gpu_units: 0,
+                tee: None,
             }],
         }],
     }
@@ -311,6 +314,7 @@ async fn awarded_lease(test: &str, lease_term_ms: u64, close: Close) {
             memory_bytes: 64 << 20,
             ephemeral_storage_bytes: GIB,
             persistent_storage: vec![],
+            tee: None,
             gpu: None,
         },
     }];

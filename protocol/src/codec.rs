@@ -23,6 +23,8 @@ pub trait Signable: Serialize + DeserializeOwned + Clone {
     const MAX_SIZE: usize;
     /// Human name of the type for error messages ("order", "bid", ...).
     const NAME: &'static str;
+    /// The highest body version this code reads (versions run from [`PROTOCOL_VERSION`]).
+    const MAX_VERSION: u8 = PROTOCOL_VERSION;
 
     /// The version field of the body.
     fn version(&self) -> u8;
@@ -150,11 +152,11 @@ impl<T: Signable> Signed<T> {
     /// Version, value checks and author: everything but the signature itself.
     pub fn check(&self) -> Result<(), DecodeError> {
         let got = self.body.version();
-        if got != PROTOCOL_VERSION {
+        if !(PROTOCOL_VERSION..=T::MAX_VERSION).contains(&got) {
             return Err(DecodeError::UnknownVersion {
                 what: T::NAME,
                 got,
-                supported: PROTOCOL_VERSION,
+                supported: T::MAX_VERSION,
             });
         }
         self.body.validate().map_err(|source| DecodeError::Invalid { what: T::NAME, source })?;

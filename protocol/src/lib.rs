@@ -23,6 +23,7 @@ pub mod proof;
 pub mod samples;
 pub mod sdl;
 pub mod seal;
+pub mod tee;
 pub mod types;
 pub mod validate;
 

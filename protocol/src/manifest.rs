@@ -5,13 +5,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{from_canonical, to_canonical, DecodeError, PROTOCOL_VERSION};
 use crate::crypto::Hash;
+use crate::tee::{TeeKind, EXTENDED_VERSION};
 use crate::validate::{ident, max_len, non_empty, sorted_unique, text, ValidationError};
 
 /// Largest encoded manifest accepted, in bytes.
 pub const MAX_MANIFEST_SIZE: usize = 256 * 1024;
 
-/// The whole deployment: one group per placement (one per order).
+/// The whole deployment: one group per placement (one per order). Version 2 when a service
+/// runs in a TEE or a port has HTTP options (see [`crate::tee`]), version 1 otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Manifest {
     pub version: u8,
     /// Sorted by name.
@@ -41,6 +44,9 @@ pub struct ServiceManifest {
     pub mounts: Vec<Mount>,
     pub count: u32,
     pub gpu_units: u32,
+    /// The TEE the service runs in, as its order group asks (version-2 extension).
+    #[serde(skip)]
+    pub tee: Option<TeeKind>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -71,6 +77,26 @@ pub struct ExposedPort {
     pub to_services: Vec<String>,
     /// A named IP endpoint (SDL `to: - ip:`), if any.
     pub ip_endpoint: Option<String>,
+    /// HTTP proxy options (SDL `http_options`) for a provider's ingress (version-2 extension).
+    #[serde(skip)]
+    pub http_options: Option<HttpOptions>,
+}
+
+/// HTTP options of an exposed port, with Akash's defaults filled in for what the SDL left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpOptions {
+    /// Largest request body in bytes (Akash's default 1 MiB, at most 100 MiB).
+    pub max_body_size: u32,
+    /// Upstream response header buffer in bytes; 0 leaves it to the provider (at most 1 MiB).
+    pub proxy_buffer_size: u32,
+    /// In milliseconds (default and most 60 s).
+    pub read_timeout_ms: u32,
+    pub send_timeout_ms: u32,
+    /// Tries on the next upstream (default 3) and how long they may take (0: no limit).
+    pub next_tries: u32,
+    pub next_timeout_ms: u32,
+    /// When to try the next upstream: `error`, `timeout`, `500`, ... or only `off`.
+    pub next_cases: Vec<String>,
 }
 
 /// A persistent or RAM volume mounted into the container.
@@ -109,11 +135,11 @@ impl Manifest {
     /// Strict decode plus value checks.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
         let m: Manifest = from_canonical("manifest", bytes, MAX_MANIFEST_SIZE)?;
-        if m.version != PROTOCOL_VERSION {
+        if !(PROTOCOL_VERSION..=EXTENDED_VERSION).contains(&m.version) {
             return Err(DecodeError::UnknownVersion {
                 what: "manifest",
                 got: m.version,
-                supported: PROTOCOL_VERSION,
+                supported: EXTENDED_VERSION,
             });
         }
         m.validate().map_err(|source| DecodeError::Invalid { what: "manifest", source })?;
@@ -126,6 +152,7 @@ impl Manifest {
     }
 
     pub fn validate(&self) -> Result<(), ValidationError> {
+        crate::tee::check_version("version", self.version, self.wire_version())?;
         non_empty("groups", &self.groups)?;
         max_len("groups", &self.groups, 64)?;
         sorted_unique("groups", self.groups.iter().map(|g| g.name.as_str()))?;
@@ -151,6 +178,12 @@ impl Manifest {
                 for p in &s.expose {
                     if p.port == 0 {
                         return Err(ValidationError::Zero { field: format!("{f}.expose.port") });
+                    }
+                    if let Some(h) = &p.http_options {
+                        max_len(&format!("{f}.expose.http_options.next_cases"), &h.next_cases, 10)?;
+                        for c in &h.next_cases {
+                            ident(&format!("{f}.expose.http_options.next_cases"), c, 16)?;
+                        }
                     }
                 }
                 max_len(&format!("{f}.mounts"), &s.mounts, 16)?;

@@ -4,7 +4,9 @@
 
 use crate::codec::Signed;
 use crate::crypto::{Hash, Keypair};
-use crate::manifest::{EnvVar, ExposedPort, Manifest, ManifestGroup, PortProto, ServiceManifest};
+use crate::manifest::{
+    EnvVar, ExposedPort, HttpOptions, Manifest, ManifestGroup, PortProto, ServiceManifest,
+};
 use crate::types::*;
 
 /// Fixed time for samples: 2026-01-01T00:00:00Z in ms.
@@ -45,10 +47,12 @@ pub fn manifest() -> Manifest {
                         hosts: vec![],
                         to_services: vec![],
                         ip_endpoint: None,
+                        http_options: None,
                     }],
                     mounts: vec![],
                     count: 2,
                     gpu_units: 0,
+                    tee: None,
                 },
                 ServiceManifest {
                     name: "worker".into(),
@@ -60,6 +64,7 @@ pub fn manifest() -> Manifest {
                     mounts: vec![],
                     count: 1,
                     gpu_units: 1,
+                    tee: None,
                 },
             ],
         }],
@@ -84,6 +89,7 @@ pub fn order() -> Order {
                     memory_bytes: 512 << 20,
                     ephemeral_storage_bytes: GIB,
                     persistent_storage: vec![],
+                    tee: None,
                     gpu: None,
                 },
             },
@@ -99,6 +105,7 @@ pub fn order() -> Order {
                         class: "beta3".into(),
                         bytes: 100 * GIB,
                     }],
+                    tee: None,
                     gpu: Some(GpuRequest {
                         units: 1,
                         vendor: "nvidia".into(),
@@ -131,6 +138,53 @@ pub fn order() -> Order {
 
 pub fn signed_order() -> Signed<Order> {
     Signed::sign(order(), &tenant_key())
+}
+
+/// The sample manifest with version-2 content: `worker` runs in a cpu-gpu TEE and `web`'s port
+/// has HTTP options.
+pub fn extended_manifest() -> Manifest {
+    let mut m = manifest();
+    for s in m.groups.iter_mut().flat_map(|g| g.services.iter_mut()) {
+        if s.name == "worker" {
+            s.tee = Some(TeeKind::CpuGpu);
+        }
+        for p in &mut s.expose {
+            p.http_options = Some(HttpOptions {
+                max_body_size: 4 << 20,
+                proxy_buffer_size: 0,
+                read_timeout_ms: 30_000,
+                send_timeout_ms: 60_000,
+                next_tries: 3,
+                next_timeout_ms: 0,
+                next_cases: vec!["error".into(), "timeout".into()],
+            });
+        }
+    }
+    m.version = m.wire_version();
+    m
+}
+
+/// A version-2 order: the sample order whose GPU group asks for a cpu-gpu TEE.
+pub fn tee_order() -> Order {
+    let mut o = order();
+    for g in &mut o.groups {
+        if g.resources.gpu.is_some() {
+            g.resources.tee = Some(TeeKind::CpuGpu);
+        }
+    }
+    o.manifest_hash = extended_manifest().hash();
+    o.version = o.wire_version();
+    o
+}
+
+/// A version-2 provider info: the sample's host offers both TEE kinds.
+pub fn tee_provider_info() -> ProviderInfo {
+    let mut p = provider_info();
+    for h in &mut p.hosts {
+        h.tee = vec![TeeKind::Cpu, TeeKind::CpuGpu];
+    }
+    p.version = p.wire_version();
+    p
 }
 
 pub fn bid() -> Bid {
@@ -178,7 +232,7 @@ pub fn provider_info() -> ProviderInfo {
         sequence: 3,
         created_at_ms: SAMPLE_TIME_MS,
         attributes: vec![Attribute::new("region", "eu-west"), Attribute::new("tier", "premium")],
-        hosts: vec![Host { name: "gpu-1".into(), total, free }],
+        hosts: vec![Host { name: "gpu-1".into(), total, free, tee: vec![] }],
         api_endpoint: "https://provider.example:8443".into(),
         chain_address: "inj1provider00000000000000000000000000000".into(),
         encryption_key: *Hash::domain("sample-x25519", &[]).as_bytes(),

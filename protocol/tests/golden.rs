@@ -40,6 +40,49 @@ fn order() {
     check("order", samples::signed_order());
 }
 
+/// Version 2 (a TEE): the version-1 bytes with version 2, then the extension.
+#[test]
+fn order_tee() {
+    check("order_tee", Signed::sign(samples::tee_order(), &samples::tenant_key()));
+}
+
+#[test]
+fn provider_info_tee() {
+    check(
+        "provider_info_tee",
+        Signed::sign(samples::tee_provider_info(), &samples::provider_key()),
+    );
+}
+
+/// A version-2 manifest: its bytes, and that they decode to the same manifest.
+#[test]
+fn manifest_extended() {
+    let m = samples::extended_manifest();
+    let hex_path = golden_dir().join("manifest_extended.hex");
+    let bytes = hex::encode(m.encode());
+    if std::env::var_os("LEASEMESH_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&hex_path, format!("{bytes}\n")).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&hex_path).unwrap();
+    assert_eq!(bytes, want.trim(), "manifest_extended: wire bytes changed");
+    let decoded = leasemesh_protocol::Manifest::decode(&hex::decode(want.trim()).unwrap()).unwrap();
+    assert_eq!(decoded, m);
+}
+
+/// A version-2 body starts with its version-1 bytes (version byte aside): nothing else moved.
+#[test]
+fn version_2_extends_version_1_bytes() {
+    let v1 = leasemesh_protocol::codec::to_canonical(&samples::order());
+    let mut o = samples::tee_order();
+    o.manifest_hash = samples::order().manifest_hash;
+    let v2 = leasemesh_protocol::codec::to_canonical(&o);
+    assert_eq!((v1[0], v2[0]), (1, 2));
+    assert_eq!(v1[1..], v2[1..v1.len()]);
+    // The extension: one entry per group, in group order (web: none, worker: cpu-gpu).
+    assert_eq!(v2[v1.len()..], [2, 0, 1, 1]);
+}
+
 #[test]
 fn bid() {
     check("bid", samples::signed_bid());

@@ -280,3 +280,36 @@ fn unknown_keys_deeper_down_stay_warnings() {
     assert!(msgs.iter().any(|m| m.contains("docker-compose key")), "{msgs:?}");
     assert!(msgs.iter().any(|m| m.contains("a typo?")), "{msgs:?}");
 }
+
+#[test]
+fn tee_and_http_options_are_carried_into_the_order_and_the_manifest() {
+    use leasemesh_protocol::{Manifest, Signed, TeeKind};
+    let text = with("    params:\n", "    params:\n      tee: cpu\n").replace(
+        "        as: 80\n",
+        "        as: 80\n        http_options: {max_body_size: 2097152, next_cases: [\"502\"]}\n",
+    );
+    let s = sdl::parse(&text).unwrap();
+    let params = OrderParams::new(Keypair::from_seed_label("sdl-akash").public(), "akash1t");
+    let d = sdl::to_orders(&s, &params).unwrap();
+    let o = &d.orders[0];
+    assert_eq!(o.groups[0].resources.tee, Some(TeeKind::Cpu));
+    assert_eq!(o.version, 2, "an order asking for a TEE is a version-2 order");
+    let svc = &d.manifest.groups[0].services[0];
+    assert_eq!(svc.tee, Some(TeeKind::Cpu));
+    let h = svc.expose[0].http_options.as_ref().unwrap();
+    assert_eq!((h.max_body_size, h.read_timeout_ms, h.next_tries), (2 << 20, 60_000, 3));
+    assert_eq!(h.next_cases, ["502"]);
+    // Both survive the wire: the signed order and the manifest decode to the same values.
+    let key = Keypair::from_seed_label("sdl-akash");
+    let signed = Signed::sign(o.clone(), &key);
+    assert_eq!(
+        Signed::<leasemesh_protocol::Order>::decode_verified(&signed.encode()).unwrap(),
+        signed
+    );
+    assert_eq!(Manifest::decode(&d.manifest.encode()).unwrap(), d.manifest);
+    assert_eq!(o.manifest_hash, d.manifest.hash());
+    // Without TEE or HTTP options, order and manifest stay version 1.
+    let d = sdl::to_orders(&sdl::parse(BASE).unwrap(), &params).unwrap();
+    assert_eq!((d.orders[0].version, d.manifest.version), (1, 1));
+    assert_eq!(d.orders[0].groups[0].resources.tee, None);
+}

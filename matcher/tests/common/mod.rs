@@ -27,6 +27,7 @@ pub fn res(cores: u64) -> Resources {
         memory_bytes: cores * GIB,
         ephemeral_storage_bytes: GIB,
         persistent_storage: vec![],
+        tee: None,
         gpu: None,
     }
 }
@@ -132,7 +133,7 @@ pub fn provider(key: PublicKey, sequence: u64, hosts: Vec<(&str, Capacity)>) -> 
         attributes: vec![Attribute::new("region", "eu-west")],
         hosts: hosts
             .into_iter()
-            .map(|(name, c)| Host { name: name.into(), total: c.clone(), free: c })
+            .map(|(name, c)| Host { name: name.into(), total: c.clone(), free: c, tee: vec![] })
             .collect(),
         api_endpoint: "https://p.example".into(),
         chain_address: "inj1p".into(),
@@ -206,10 +207,13 @@ pub fn check_outcome(input: &EpochInput, out: &EpochOutcome) -> Result<(), Strin
         for asg in &a.assignments {
             let g = o.groups.get(asg.group as usize).ok_or("assignment names a missing group")?;
             per_group[asg.group as usize] += u64::from(asg.replicas);
-            if !p.hosts.iter().any(|h| h.name == asg.host) {
+            let Some(host) = p.hosts.iter().find(|h| h.name == asg.host) else {
                 return Err(format!("assignment names unknown host {}", asg.host));
-            }
+            };
             let r = &g.resources;
+            if r.tee.is_some_and(|t| !host.tee.contains(&t)) {
+                return Err(format!("host {} lacks the TEE the group asks for", asg.host));
+            }
             let e = used.entry((a.provider, asg.host.clone())).or_default();
             let k = u64::from(asg.replicas);
             e.0 += k * r.cpu_millis;

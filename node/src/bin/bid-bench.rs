@@ -79,6 +79,7 @@ fn order(rng: &mut rand::rngs::StdRng, nonce: u64, now: u64) -> Order {
             memory_bytes: rng.gen_range(1..=8) * 512 * (1 << 20),
             ephemeral_storage_bytes: rng.gen_range(1..=10) * GIB,
             persistent_storage: vec![],
+            tee: None,
             gpu,
         },
     }];

@@ -23,7 +23,7 @@ pub enum NoBid {
     MissingAttribute { key: String, value: String },
     #[error("the order asks for {asked} bps of uptime, this provider's record is {ours} bps")]
     Uptime { asked: u16, ours: u16 },
-    #[error("some replica fits on no host (free capacity, GPU model, VRAM or interface)")]
+    #[error("some replica fits on no host (free capacity, GPU model, VRAM, interface or TEE)")]
     DoesNotFit,
     #[error("no price: {0}")]
     Price(#[from] PriceError),
@@ -166,7 +166,7 @@ mod tests {
     use crate::provider::fixtures::{engine, GIB};
     use crate::provider::inventory::{GpuConfig, HostConfig};
     use crate::provider::pricing::Rates;
-    use leasemesh_protocol::{samples, Attribute, GpuInterface, Keypair};
+    use leasemesh_protocol::{samples, Attribute, GpuInterface, Keypair, TeeKind};
 
     fn gpu_engine() -> BidEngine {
         let mut host = HostConfig {
@@ -243,6 +243,55 @@ mod tests {
         assert!(e.expire(close + 9_999).is_empty());
         assert_eq!(e.expire(close + 10_000), vec![order.id()]);
         assert!(!e.inventory.has_reservation(&order.id()));
+    }
+
+    #[test]
+    fn a_tee_order_gets_a_bid_only_from_a_host_that_offers_that_tee() {
+        let order = Signed::sign(samples::tee_order(), &samples::tenant_key());
+        let now = samples::SAMPLE_TIME_MS + 5;
+        // The same GPU host without a TEE: no bid, nothing reserved.
+        let mut plain = gpu_engine();
+        assert_eq!(plain.on_order(&order, now), Err(NoBid::DoesNotFit));
+        assert!(!plain.inventory.has_reservation(&order.id()));
+        // A cpu-only TEE host does not do for a cpu-gpu order either.
+        let mut cpu_only = gpu_engine();
+        cpu_only.inventory = tee_inventory(vec![TeeKind::Cpu]);
+        assert_eq!(cpu_only.on_order(&order, now), Err(NoBid::DoesNotFit));
+        // With cpu-gpu declared, it bids, and the plain order still gets a bid there too.
+        let mut tee = gpu_engine();
+        tee.inventory = tee_inventory(vec![TeeKind::CpuGpu, TeeKind::Cpu]);
+        let bid = tee.on_order(&order, now).unwrap();
+        bid.body.check_against(&order.id(), &order.body).unwrap();
+        // Its provider info says so, as a version-2 info that decodes to the same hosts.
+        let info = tee.provider_info(1, now);
+        assert_eq!(info.body.version, 2);
+        assert_eq!(info.body.hosts[0].tee, [TeeKind::Cpu, TeeKind::CpuGpu]);
+        let back = Signed::<ProviderInfo>::decode_verified(&info.encode()).unwrap();
+        assert_eq!(back, info);
+        // A plain engine's info stays version 1.
+        assert_eq!(plain.provider_info(1, now).body.version, 1);
+    }
+
+    /// The GPU engine's host, declaring `tee`.
+    fn tee_inventory(tee: Vec<TeeKind>) -> Inventory {
+        let mut hosts = vec![HostConfig {
+            name: "gpu-1".into(),
+            cpu_millis: 32_000,
+            memory_bytes: 128 * GIB,
+            ephemeral_storage_bytes: 1000 * GIB,
+            persistent_storage: [("beta3".to_string(), 1000 * GIB)].into(),
+            detect_gpus: false,
+            tee,
+            ..HostConfig::default()
+        }];
+        hosts[0].gpus = vec![GpuConfig {
+            id: "GPU-1".into(),
+            model: "a100".into(),
+            vram_bytes: 40 * GIB,
+            interface: GpuInterface::Sxm,
+            ..GpuConfig::default()
+        }];
+        Inventory::from_config(&hosts, &crate::provider::fixtures::NoGpus).unwrap().0
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! From a checked [`Sdl`] to unsigned orders (one per placement group) and the manifest.
 
 use super::error::SdlError;
-use super::{DeploymentEntry, PlacementProfile, Sdl, Service, VolumeKind};
+use super::{DeploymentEntry, HttpOptions, PlacementProfile, Sdl, Service, VolumeKind};
 use crate::codec::{Signable, PROTOCOL_VERSION};
 use crate::crypto::{Hash, PublicKey};
-use crate::manifest::{ExposedPort, Manifest, ManifestGroup, Mount, MountKind, ServiceManifest};
-use crate::types::{Coin, GpuRequest, Order, PersistentVolume, Placement, Resources, ServiceGroup};
+use crate::manifest::{
+    self, ExposedPort, Manifest, ManifestGroup, Mount, MountKind, ServiceManifest,
+};
+use crate::types::{
+    Coin, GpuRequest, Order, PersistentVolume, Placement, Resources, ServiceGroup, TeeKind,
+};
 use crate::validate::ValidationError;
 
 /// Akash's block time: SDL prices are per block, so an hour is 600 blocks.
@@ -120,6 +124,7 @@ fn resources(sdl: &Sdl, profile: &str, path: &str, line: usize) -> Result<Resour
         ephemeral_storage_bytes: ephemeral,
         persistent_storage: persistent,
         gpu,
+        tee: None,
     })
 }
 
@@ -155,7 +160,8 @@ pub fn to_orders(sdl: &Sdl, params: &OrderParams) -> Result<Deployment, SdlError
         groups.push(group);
         drafts.push((order, line));
     }
-    let manifest = Manifest { version: PROTOCOL_VERSION, groups };
+    let mut manifest = Manifest { version: PROTOCOL_VERSION, groups };
+    manifest.version = manifest.wire_version();
     validate_manifest(sdl, &manifest)?;
     let manifest_hash = manifest.hash();
     let mut orders = Vec::with_capacity(drafts.len());
@@ -196,7 +202,7 @@ fn placement_order(
     let mut services = Vec::new();
     for d in &entries {
         let dpath = format!("deployment.{}.{}", d.service, d.placement);
-        let resources = resources(sdl, &d.profile, &format!("{dpath}.profile"), d.line)?;
+        let mut resources = resources(sdl, &d.profile, &format!("{dpath}.profile"), d.line)?;
         let Some(service) = sdl.service(&d.service) else {
             return Err(SdlError::UnknownRef {
                 path: dpath,
@@ -206,13 +212,14 @@ fn placement_order(
                 hint: String::new(),
             });
         };
+        resources.tee = service.tee.as_ref().and_then(|t| TeeKind::parse(&t.kind));
         let gpu_units = resources.gpu.as_ref().map_or(0, |g| g.units);
-        services.push(service_manifest(sdl, service, d, gpu_units)?);
+        services.push(service_manifest(sdl, service, d, gpu_units, resources.tee)?);
         service_groups.push(ServiceGroup { name: d.service.clone(), count: d.count, resources });
     }
     service_groups.sort_by(|a, b| a.name.cmp(&b.name));
     services.sort_by(|a, b| a.name.cmp(&b.name));
-    let order = Order {
+    let mut order = Order {
         version: PROTOCOL_VERSION,
         tenant: params.tenant,
         nonce,
@@ -230,6 +237,7 @@ fn placement_order(
         tenant_address: params.tenant_address.clone(),
         manifest_hash: Hash::ZERO,
     };
+    order.version = order.wire_version();
     Ok((order, ManifestGroup { name: placement_name.to_owned(), services }, placement.line))
 }
 
@@ -311,6 +319,7 @@ fn service_manifest(
     service: &Service,
     d: &DeploymentEntry,
     gpu_units: u32,
+    tee: Option<TeeKind>,
 ) -> Result<ServiceManifest, SdlError> {
     let profile = sdl.profile(&d.profile);
     let mut mounts = Vec::new();
@@ -344,14 +353,6 @@ fn service_manifest(
             why: "private registry credentials cannot be delivered to providers yet; use a public image",
         });
     }
-    if let Some(t) = &service.tee {
-        return Err(SdlError::NotYet {
-            path: format!("services.{}.params.tee", service.name),
-            line: t.line,
-            key: "params.tee",
-            why: "orders cannot ask for a TEE yet",
-        });
-    }
     Ok(ServiceManifest {
         name: service.name.clone(),
         image: service.image.clone(),
@@ -369,12 +370,36 @@ fn service_manifest(
                 hosts: x.accept.clone(),
                 to_services: x.to_services.clone(),
                 ip_endpoint: x.ip.clone(),
+                http_options: x.http_options.as_ref().map(http_options),
             })
             .collect(),
         mounts,
         count: d.count,
         gpu_units,
+        tee,
     })
+}
+
+/// The SDL's HTTP options with Akash's defaults for what it leaves out (0 means the default
+/// too, as in Akash); the reader checked Akash's limits, so every value fits in 32 bits.
+fn http_options(o: &HttpOptions) -> manifest::HttpOptions {
+    let or = |v: Option<u64>, default: u32| match v {
+        None | Some(0) => default,
+        Some(x) => u32::try_from(x).unwrap_or(u32::MAX),
+    };
+    manifest::HttpOptions {
+        max_body_size: or(o.max_body_size, 1 << 20),
+        proxy_buffer_size: or(o.proxy_buffer_size, 0),
+        read_timeout_ms: or(o.read_timeout, 60_000),
+        send_timeout_ms: or(o.send_timeout, 60_000),
+        next_tries: or(o.next_tries, 3),
+        next_timeout_ms: or(o.next_timeout, 0),
+        next_cases: if o.next_cases.is_empty() {
+            vec!["error".to_owned(), "timeout".to_owned()]
+        } else {
+            o.next_cases.clone()
+        },
+    }
 }
 
 /// The manifest's own checks, pointed at the service the broken field belongs to.

@@ -22,6 +22,7 @@ mod spend_grant;
 
 use crate::codec::PROTOCOL_VERSION;
 
+pub use crate::tee::TeeKind;
 use attribute::check_attributes;
 pub use attribute::Attribute;
 pub use bid::Bid;

@@ -9,12 +9,15 @@ use super::{
 };
 use crate::codec::Signable;
 use crate::crypto::{Hash, PublicKey};
+use crate::tee::TeeKind;
 use crate::validate::{
     coin, ident, in_range, max_len, non_empty, nonzero, sorted_unique, TimeError, ValidationError,
 };
 
 /// A tenant's signed request for compute: what it needs, where, for how long, at what price.
+/// Version 2 when a group asks for a TEE (see [`crate::tee`]), version 1 otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Order {
     pub version: u8,
     /// The tenant's key: the order must be signed by it.
@@ -57,6 +60,9 @@ pub struct Resources {
     pub persistent_storage: Vec<PersistentVolume>,
     /// `None` for a replica without GPUs.
     pub gpu: Option<GpuRequest>,
+    /// The TEE the replica must run in (the order's version-2 extension); `None` for none.
+    #[serde(skip)]
+    pub tee: Option<TeeKind>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +172,12 @@ impl Resources {
             }
             sorted_unique(&format!("{f}.models"), gpu.models.iter().map(|m| m.name.as_str()))?;
         }
+        if self.tee == Some(TeeKind::CpuGpu) && self.gpu.is_none() {
+            return Err(ValidationError::Inconsistent {
+                field: format!("{field}.tee"),
+                why: "a cpu-gpu TEE needs GPUs".into(),
+            });
+        }
         Ok(())
     }
 
@@ -187,6 +199,7 @@ impl Signable for Order {
     const DOMAIN: &'static str = "leasemesh/v1/order";
     const MAX_SIZE: usize = MAX_ORDER_SIZE;
     const NAME: &'static str = "order";
+    const MAX_VERSION: u8 = crate::tee::EXTENDED_VERSION;
 
     fn version(&self) -> u8 {
         self.version
@@ -221,6 +234,7 @@ impl Signable for Order {
                 why: "created_at_ms plus window and term passes the end of time",
             });
         }
+        crate::tee::check_version("version", self.version, self.wire_version())?;
         non_empty("groups", &self.groups)?;
         max_len("groups", &self.groups, MAX_GROUPS)?;
         let mut total_cpu: u64 = 0;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{check_attributes, Attribute, MAX_GPUS_PER_HOST, MAX_HOSTS, MAX_PROVIDER_INFO_SIZE};
 use crate::codec::Signable;
 use crate::crypto::PublicKey;
+use crate::tee::TeeKind;
 use crate::validate::{ident, max_len, non_empty, sorted_unique, text, ValidationError};
 
 /// How a GPU attaches to its host.
@@ -85,10 +86,15 @@ pub struct Host {
     pub name: String,
     pub total: Capacity,
     pub free: Capacity,
+    /// The TEE kinds the host offers, sorted (the info's version-2 extension); empty for none.
+    #[serde(skip)]
+    pub tee: Vec<TeeKind>,
 }
 
 /// A provider's signed description of itself and its free capacity, per host.
+/// Version 2 when a host offers a TEE (see [`crate::tee`]), version 1 otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ProviderInfo {
     pub version: u8,
     pub provider: PublicKey,
@@ -111,6 +117,7 @@ impl Signable for ProviderInfo {
     const DOMAIN: &'static str = "leasemesh/v1/provider-info";
     const MAX_SIZE: usize = MAX_PROVIDER_INFO_SIZE;
     const NAME: &'static str = "provider info";
+    const MAX_VERSION: u8 = crate::tee::EXTENDED_VERSION;
 
     fn version(&self) -> u8 {
         self.version
@@ -121,8 +128,12 @@ impl Signable for ProviderInfo {
     }
 
     fn validate(&self) -> Result<(), ValidationError> {
+        crate::tee::check_version("version", self.version, self.wire_version())?;
         check_attributes("attributes", &self.attributes)?;
         non_empty("hosts", &self.hosts)?;
+        for h in &self.hosts {
+            sorted_unique(&format!("hosts.{}.tee", h.name), h.tee.iter())?;
+        }
         max_len("hosts", &self.hosts, MAX_HOSTS)?;
         for h in &self.hosts {
             let field = format!("hosts.{}", h.name);

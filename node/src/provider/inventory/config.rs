@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use leasemesh_protocol::GpuInterface;
+use leasemesh_protocol::{GpuInterface, TeeKind};
 use serde::{Deserialize, Serialize};
 
 pub(super) const GIB: u64 = 1 << 30;
@@ -25,6 +25,9 @@ pub struct HostConfig {
     pub gpus: Vec<GpuConfig>,
     /// Ask NVML for this host's GPUs when `gpus` is empty (only the host the node runs on).
     pub detect_gpus: bool,
+    /// The TEE kinds this host offers (`tee = ["cpu", "cpu-gpu"]`), declared like its GPUs:
+    /// only orders asking for one of these land here, and only here.
+    pub tee: Vec<TeeKind>,
 }
 
 impl Default for HostConfig {
@@ -38,6 +41,7 @@ impl Default for HostConfig {
             system_reserved: ReservedConfig::default(),
             gpus: Vec::new(),
             detect_gpus: true,
+            tee: Vec::new(),
         }
     }
 }

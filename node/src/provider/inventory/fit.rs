@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use leasemesh_protocol::{Assignment, Gpu, GpuRequest, Order, Resources};
+use leasemesh_protocol::{Assignment, Gpu, GpuRequest, Order, Resources, TeeKind};
 use serde::{Deserialize, Serialize};
 
 /// What is free on one host, as placement sees it.
@@ -17,6 +17,8 @@ pub struct FreeHost {
     pub persistent_storage: Vec<(String, u64)>,
     /// Free devices, sorted by id.
     pub gpus: Vec<Gpu>,
+    /// The TEE kinds the host offers.
+    pub tee: Vec<TeeKind>,
 }
 
 /// Where the replicas of one group go on one host, with the GPU devices of each replica.
@@ -102,6 +104,7 @@ pub(super) fn take_replica(
     if r.cpu_millis > host.cpu_millis
         || r.memory_bytes > host.memory_bytes
         || r.ephemeral_storage_bytes > host.ephemeral_storage_bytes
+        || r.tee.is_some_and(|t| !host.tee.contains(&t))
     {
         return None;
     }

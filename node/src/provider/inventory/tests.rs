@@ -40,6 +40,7 @@ fn cpu_order(count: u32, cpu: u64, mem_gib: u64) -> Order {
             memory_bytes: mem_gib * GIB,
             ephemeral_storage_bytes: GIB,
             persistent_storage: vec![],
+            tee: None,
             gpu: None,
         },
     }];
