@@ -3,7 +3,8 @@
 //! The node's anchor record names the chain and the transactions that anchored a batch. Here
 //! each transaction is fetched from the chain's CometBFT JSON-RPC (`GET <rpc>/tx?hash=0x<HASH>`),
 //! its bytes are hashed (SHA-256, the chain's tx hash) and decoded just far enough to read the
-//! memo (`TxRaw.body_bytes` → `TxBody.memo`), and the memo must be the batch's
+//! memo (`TxRaw.body_bytes` → `TxBody.memo`, with the shared Cosmos module's prost-derived
+//! messages), and the memo must be the batch's
 //! [`AnchorMemo`]: its sequence, its Merkle root, and a chunk index; together the memos must
 //! cover every chunk exactly once. The RPC's own chain id (`GET <rpc>/status`) must be the
 //! anchor's.
@@ -17,136 +18,18 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
+use leasemesh_cosmos::rpc::{self, TxAnswer};
+use leasemesh_cosmos::tx::tx_hash;
 use leasemesh_protocol::proof::{AnchorMemo, MemoError};
 use leasemesh_protocol::{Anchor, Hash};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+
+pub use leasemesh_cosmos::tx::{tx_memo, TxDecodeError};
 
 /// Most transactions one anchor may name before the client refuses to fetch them all (a batch of
 /// thousands of leases takes a handful).
 pub const MAX_ANCHOR_TXS: usize = 1024;
-
-/// Why transaction bytes could not be read as a Cosmos `TxRaw` with a memo.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TxDecodeError {
-    #[error("protobuf ends early at byte {at}")]
-    Truncated { at: usize },
-    #[error("protobuf varint at byte {at} is longer than 64 bits")]
-    VarintTooLong { at: usize },
-    #[error("protobuf field number 0 at byte {at}")]
-    FieldZero { at: usize },
-    #[error("protobuf wire type {wire_type} (field {field}) is not supported")]
-    WireType { field: u64, wire_type: u64 },
-    #[error("protobuf field {field} should be length-delimited")]
-    NotBytes { field: u64 },
-    #[error("the transaction has no body")]
-    NoBody,
-    #[error("the memo is not UTF-8")]
-    MemoNotUtf8,
-}
-
-/// One protobuf field's value as the wire carries it (fixed-width values are skipped).
-enum Wire<'a> {
-    Scalar,
-    Bytes(&'a [u8]),
-}
-
-/// Reads the fields of one protobuf message in order, never past its end.
-struct Fields<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Fields<'a> {
-    fn varint(&mut self) -> Result<u64, TxDecodeError> {
-        let start = self.pos;
-        let mut value = 0u64;
-        for i in 0..10u32 {
-            let byte = *self.buf.get(self.pos).ok_or(TxDecodeError::Truncated { at: self.pos })?;
-            self.pos += 1;
-            // The tenth byte may only carry the 64th bit.
-            if i == 9 && byte > 1 {
-                return Err(TxDecodeError::VarintTooLong { at: start });
-            }
-            value |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(TxDecodeError::VarintTooLong { at: start })
-    }
-
-    fn take(&mut self, len: u64) -> Result<&'a [u8], TxDecodeError> {
-        let truncated = TxDecodeError::Truncated { at: self.buf.len() };
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|len| self.pos.checked_add(len))
-            .ok_or_else(|| truncated.clone())?;
-        let bytes = self.buf.get(self.pos..end).ok_or(truncated)?;
-        self.pos = end;
-        Ok(bytes)
-    }
-
-    fn next_field(&mut self) -> Result<Option<(u64, Wire<'a>)>, TxDecodeError> {
-        if self.pos >= self.buf.len() {
-            return Ok(None);
-        }
-        let at = self.pos;
-        let key = self.varint()?;
-        let field = key >> 3;
-        if field == 0 {
-            return Err(TxDecodeError::FieldZero { at });
-        }
-        let wire = match key & 7 {
-            0 => {
-                self.varint()?;
-                Wire::Scalar
-            }
-            1 => {
-                self.take(8)?;
-                Wire::Scalar
-            }
-            2 => {
-                let len = self.varint()?;
-                Wire::Bytes(self.take(len)?)
-            }
-            5 => {
-                self.take(4)?;
-                Wire::Scalar
-            }
-            wire_type => return Err(TxDecodeError::WireType { field, wire_type }),
-        };
-        Ok(Some((field, wire)))
-    }
-}
-
-/// The length-delimited field `field` of the protobuf message `msg`: the last occurrence, as
-/// protobuf merges, or `None` if absent. The whole message is read, so bytes that are not a
-/// message fail even when the field came first.
-pub fn bytes_field(msg: &[u8], field: u64) -> Result<Option<&[u8]>, TxDecodeError> {
-    let mut fields = Fields { buf: msg, pos: 0 };
-    let mut found = None;
-    while let Some((f, wire)) = fields.next_field()? {
-        if f == field {
-            match wire {
-                Wire::Bytes(b) => found = Some(b),
-                Wire::Scalar => return Err(TxDecodeError::NotBytes { field }),
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// The memo of a Cosmos transaction: `TxRaw` field 1 (`body_bytes`), then `TxBody` field 2
-/// (`memo`); an absent memo is empty.
-pub fn tx_memo(tx: &[u8]) -> Result<String, TxDecodeError> {
-    let body = bytes_field(tx, 1)?.ok_or(TxDecodeError::NoBody)?;
-    let memo = bytes_field(body, 2)?.unwrap_or_default();
-    String::from_utf8(memo.to_vec()).map_err(|_| TxDecodeError::MemoNotUtf8)
-}
 
 /// What is wrong with one anchoring transaction.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -261,50 +144,6 @@ pub struct ChainCheck {
     pub problems: Vec<AnchorProblem>,
 }
 
-fn text_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
-}
-
-/// A number the RPC writes as a JSON number or as a decimal string (CometBFT does both).
-fn number_field(v: &Value, key: &str) -> Option<u64> {
-    match v.get(key)? {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-/// An RPC error object as one line.
-fn rpc_error(e: &Value) -> String {
-    let part = |k| text_field(e, k).unwrap_or_default();
-    format!("{} {}", part("message"), part("data")).trim().to_owned()
-}
-
-/// One `/tx` answer: (reported hash, height, code, log, tx bytes).
-type TxAnswer = (String, u64, u32, String, Vec<u8>);
-
-fn parse_tx_answer(v: &Value) -> Result<TxAnswer, String> {
-    if let Some(e) = v.get("error") {
-        return Err(format!("RPC error: {}", rpc_error(e)));
-    }
-    let r = v.get("result").ok_or("no result")?;
-    let hash = text_field(r, "hash").ok_or("no hash")?.to_owned();
-    let height = number_field(r, "height").ok_or("no height")?;
-    let result = r.get("tx_result").ok_or("no tx_result")?;
-    // A code of 0 may be left out of the JSON.
-    let code = match result.get("code") {
-        None | Some(Value::Null) => 0,
-        Some(_) => number_field(result, "code")
-            .and_then(|c| u32::try_from(c).ok())
-            .ok_or("the code is not a number")?,
-    };
-    let log = text_field(result, "log").unwrap_or_default().to_owned();
-    let tx = base64::engine::general_purpose::STANDARD
-        .decode(text_field(r, "tx").ok_or("no tx")?)
-        .map_err(|e| format!("tx is not base64: {e}"))?;
-    Ok((hash, height, code, log, tx))
-}
-
 /// True for the 64 hex digits of a SHA-256 transaction hash.
 fn is_tx_hash(h: &str) -> bool {
     h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())
@@ -334,19 +173,20 @@ pub fn judge_tx(
             return (v, None);
         }
     };
-    let (got_hash, height, code, log, tx) = match parse_tx_answer(answer) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            v.problems.push(TxProblem::Answer(e));
-            return (v, None);
-        }
-    };
+    let TxAnswer { hash: got_hash, height, code, log, tx, .. } =
+        match TxAnswer::from_response(answer) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                v.problems.push(TxProblem::Answer(e.to_string()));
+                return (v, None);
+            }
+        };
     v.height = Some(height);
     v.code = Some(code);
     if !got_hash.eq_ignore_ascii_case(hash) {
         v.problems.push(TxProblem::OtherHash { got: got_hash });
     }
-    let bytes_hash = hex::encode_upper(Sha256::digest(&tx));
+    let bytes_hash = tx_hash(&tx);
     if !bytes_hash.eq_ignore_ascii_case(hash) {
         v.problems.push(TxProblem::BytesHash { got: bytes_hash });
     }
@@ -419,7 +259,7 @@ pub fn judge(
                     .problems
                     .push(AnchorProblem::ChainId { want: anchor.chain_id.clone(), got: n.into() }),
                 None => check.problems.push(AnchorProblem::Status(match s.get("error") {
-                    Some(e) => rpc_error(e),
+                    Some(e) => rpc::error_text(e),
                     None => "no result.node_info.network".into(),
                 })),
             }
@@ -538,6 +378,7 @@ pub fn check_chain_anchor(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use std::cell::RefCell;
 
     // Recorded from a fresh `injectived` devnet: batch #1 settled in two chunk transactions
@@ -628,15 +469,17 @@ mod tests {
         body.extend(field(2, b"first"));
         body.extend(field(2, b"second"));
         assert_eq!(tx_memo(&field(1, &body)).unwrap(), "second");
-        // No memo is an empty memo; no body is an error.
+        // No memo is an empty memo; no body (absent or empty) is an error.
         assert_eq!(tx_memo(&field(1, &field(1, b"msg"))).unwrap(), "");
-        assert_eq!(tx_memo(&field(1, &[])).unwrap(), "");
+        assert_eq!(tx_memo(&field(1, &[])), Err(TxDecodeError::NoBody));
         assert_eq!(tx_memo(&[]), Err(TxDecodeError::NoBody));
         assert_eq!(tx_memo(&field(2, b"auth only")), Err(TxDecodeError::NoBody));
     }
 
     #[test]
     fn bad_protobuf_is_a_typed_error_never_a_panic() {
+        let protobuf =
+            |r: Result<String, TxDecodeError>| matches!(r, Err(TxDecodeError::Protobuf { .. }));
         // Every truncation of a real transaction fails, but where it ends between the fields of
         // TxRaw (after body_bytes, after auth_info_bytes): that is a shorter valid TxRaw, with
         // the same body, which the hash check refuses.
@@ -649,25 +492,25 @@ mod tests {
                     assert_eq!(m, memo);
                     whole += 1;
                 }
-                Err(e) => assert!(matches!(e, TxDecodeError::Truncated { .. }), "{len}: {e}"),
+                Err(e) => assert!(matches!(e, TxDecodeError::Protobuf { .. }), "{len}: {e}"),
             }
         }
         assert_eq!(whole, 2);
-        assert_eq!(tx_memo(&[0x0a, 0x05, 1, 2]), Err(TxDecodeError::Truncated { at: 4 }));
+        assert!(protobuf(tx_memo(&[0x0a, 0x05, 1, 2])));
         // A length near u64::MAX does not overflow.
         let mut huge = vec![0x0a];
         varint(u64::MAX, &mut huge);
-        assert!(matches!(tx_memo(&huge), Err(TxDecodeError::Truncated { .. })));
+        assert!(protobuf(tx_memo(&huge)));
+        // An eleven-byte varint, a truncated varint, field number 0, a group wire type, a
+        // varint where bytes belong (in TxRaw and in TxBody), a memo that is not UTF-8.
         let mut eleven = vec![0x08];
         eleven.extend([0xff; 10]);
         eleven.push(0x01);
-        assert_eq!(tx_memo(&eleven), Err(TxDecodeError::VarintTooLong { at: 1 }));
-        assert_eq!(tx_memo(&[0x08, 0xff]), Err(TxDecodeError::Truncated { at: 2 }));
-        assert_eq!(tx_memo(&[0x00, 0x00]), Err(TxDecodeError::FieldZero { at: 0 }));
-        assert_eq!(tx_memo(&[0x0b]), Err(TxDecodeError::WireType { field: 1, wire_type: 3 }));
-        assert_eq!(tx_memo(&[0x08, 0x01]), Err(TxDecodeError::NotBytes { field: 1 }));
-        assert_eq!(tx_memo(&field(1, &[0x10, 0x01])), Err(TxDecodeError::NotBytes { field: 2 }));
-        assert_eq!(tx_memo(&tx_with_memo(&[0xff, 0xfe])), Err(TxDecodeError::MemoNotUtf8));
+        for bad in [eleven, vec![0x08, 0xff], vec![0x00, 0x00], vec![0x0b], vec![0x08, 0x01]] {
+            assert!(protobuf(tx_memo(&bad)), "{bad:?}");
+        }
+        assert!(protobuf(tx_memo(&field(1, &[0x10, 0x01]))));
+        assert!(protobuf(tx_memo(&tx_with_memo(&[0xff, 0xfe]))));
         // Garbage after a good body still fails: the whole message is read.
         let mut trailing = tx_with_memo(b"m");
         trailing.push(0x0f);
@@ -764,7 +607,7 @@ mod tests {
         );
         // Memos that disagree on the chunk count.
         let three = tx_with_memo(format!("lm:v1:1:2/3:{ROOT}").as_bytes());
-        let three_hash = hex::encode_upper(Sha256::digest(&three));
+        let three_hash = tx_hash(&three);
         let mut answer = with_tx(TX1, &three);
         answer["result"]["hash"] = three_hash.clone().into();
         let c = judged(
@@ -807,7 +650,7 @@ mod tests {
         assert!(c.txs[0]
             .problems
             .iter()
-            .any(|p| matches!(p, TxProblem::Decode(TxDecodeError::Truncated { .. }))));
+            .any(|p| matches!(p, TxProblem::Decode(TxDecodeError::Protobuf { .. }))));
         assert!(!c.ok);
         // Not base64.
         let mut junk = json(TX0);

@@ -9,26 +9,16 @@
 
 use std::time::{Duration, Instant};
 
-use cosmrs::crypto::secp256k1::SigningKey;
-use cosmrs::proto::cosmos::auth::v1beta1::{
-    BaseAccount, QueryAccountRequest, QueryAccountResponse,
-};
-use cosmrs::proto::cosmos::authz::v1beta1::{Grant, MsgGrant};
-use cosmrs::proto::cosmos::bank::v1beta1::SendAuthorization;
-use cosmrs::proto::cosmos::base::v1beta1::Coin as ProtoCoin;
-use cosmrs::proto::cosmos::tx::v1beta1::{SimulateRequest, SimulateResponse};
-use cosmrs::tx::{Body, Fee, SignDoc, SignerInfo};
-use cosmrs::Any;
+use leasemesh_cosmos::cosmrs::Any;
+use leasemesh_cosmos::query;
+use leasemesh_cosmos::rpc::{self, AbciAnswer, AnswerError, BroadcastAnswer, TxAnswer};
+use leasemesh_cosmos::sign::{self as cosmos_sign, gas_with_margin, TxParams, PROBE_GAS};
+use leasemesh_cosmos::CosmosError;
 use leasemesh_protocol::binding::{Binding, BindingError};
 use leasemesh_protocol::{Coin, Keypair};
-use prost::Message;
 use serde_json::{json, Value};
 
 use crate::NodeClient;
-
-/// Gas limit of the transaction signed only to be simulated (the chain charges the fee on the
-/// gas limit, so the real transaction uses the simulated amount plus a margin).
-const PROBE_GAS: u64 = 400_000;
 
 /// How long to wait for the grant to land in a block.
 pub const TX_WAIT: Duration = Duration::from_secs(30);
@@ -61,6 +51,16 @@ pub enum ChainError {
     Params(String),
 }
 
+impl From<CosmosError> for ChainError {
+    fn from(e: CosmosError) -> Self {
+        match e {
+            CosmosError::Key(k) => ChainError::Key(k),
+            CosmosError::Decode { what, detail } => ChainError::Decode { what, detail },
+            other => ChainError::Build(other.to_string()),
+        }
+    }
+}
+
 /// Where the chain is and what it charges, as the settler's genesis says
 /// (`settlement_chain` of `GET /v1/settler/status`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +74,14 @@ pub struct ChainParams {
 }
 
 impl ChainParams {
+    fn tx_params(&self) -> TxParams {
+        TxParams {
+            chain_id: self.chain_id.clone(),
+            fee_denom: self.fee_denom.clone(),
+            gas_price: self.gas_price,
+        }
+    }
+
     /// Injective's defaults (prefix and fee denom `inj`, minimum gas price 160000000inj).
     pub fn injective(rpc_url: impl Into<String>, chain_id: impl Into<String>) -> ChainParams {
         ChainParams {
@@ -130,7 +138,7 @@ pub fn load_chain_key(path: &std::path::Path) -> Result<[u8; 32], ChainError> {
     let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
         ChainError::Key(format!("{}: {} bytes, not 32", path.display(), bytes.len()))
     })?;
-    SigningKey::from_slice(&secret).map_err(|e| ChainError::Key(e.to_string()))?;
+    cosmos_sign::signing_key(&secret)?;
     Ok(secret)
 }
 
@@ -151,24 +159,6 @@ pub struct TxResult {
     pub gas_used: u64,
 }
 
-fn b64_decode(s: &str) -> Result<Vec<u8>, ChainError> {
-    subtle_encoding::base64::decode(s)
-        .map_err(|e| ChainError::Decode { what: "base64".into(), detail: e.to_string() })
-}
-
-fn b64_encode(b: &[u8]) -> String {
-    String::from_utf8_lossy(&subtle_encoding::base64::encode(b)).into_owned()
-}
-
-/// A JSON number or decimal string as u64 (CometBFT sends int64 as strings); 0 otherwise.
-fn num(v: Option<&Value>) -> u64 {
-    match v {
-        Some(Value::String(s)) => s.parse().unwrap_or(0),
-        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
-        _ => 0,
-    }
-}
-
 impl CometRpc {
     pub fn new(url: &str) -> CometRpc {
         let agent = ureq::AgentBuilder::new()
@@ -178,10 +168,9 @@ impl CometRpc {
         CometRpc { url: url.trim_end_matches('/').to_owned(), agent }
     }
 
-    /// One JSON-RPC call: its `result`, or the RPC's error as [`ChainError::Rpc`].
+    /// One JSON-RPC call: the whole response (its `result` or its `error`).
     fn call(&self, method: &str, params: Value) -> Result<Value, ChainError> {
-        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-        let resp = match self.agent.post(&self.url).send_json(body) {
+        let resp = match self.agent.post(&self.url).send_json(rpc::request(method, params)) {
             Ok(r) => r,
             // JSON-RPC errors may come with an HTTP error status: read the body anyway.
             Err(ureq::Error::Status(_, r)) => r,
@@ -192,101 +181,79 @@ impl CometRpc {
                 })
             }
         };
-        let v: Value = resp
-            .into_json()
-            .map_err(|e| ChainError::Decode { what: method.into(), detail: e.to_string() })?;
-        if let Some(err) = v.get("error") {
-            let msg = err.get("message").and_then(Value::as_str).unwrap_or_default();
-            let data = err.get("data").and_then(Value::as_str).unwrap_or_default();
-            return Err(ChainError::Rpc { url: self.url.clone(), detail: format!("{msg} {data}") });
+        resp.into_json()
+            .map_err(|e| ChainError::Decode { what: method.into(), detail: e.to_string() })
+    }
+
+    fn answer_error(&self, method: &str, e: AnswerError) -> ChainError {
+        match e {
+            AnswerError::Rpc(detail) => ChainError::Rpc { url: self.url.clone(), detail },
+            other => ChainError::Decode { what: method.into(), detail: other.to_string() },
         }
-        v.get("result")
-            .cloned()
-            .ok_or_else(|| ChainError::Decode { what: method.into(), detail: "no result".into() })
     }
 
     /// An ABCI query: the response's value, or `Err((code, log))` when the app refused it.
-    #[allow(clippy::type_complexity)]
     fn abci_query(
         &self,
-        path: &str,
-        data: &[u8],
+        q: query::AbciQuery,
     ) -> Result<Result<Vec<u8>, (u32, String)>, ChainError> {
-        let r = self.call(
-            "abci_query",
-            json!({ "path": path, "data": hex::encode_upper(data), "prove": false }),
-        )?;
-        let resp = r.get("response").cloned().unwrap_or(Value::Null);
-        let code = u32::try_from(num(resp.get("code"))).unwrap_or(u32::MAX);
-        if code != 0 {
-            let log = resp.get("log").and_then(Value::as_str).unwrap_or_default().to_owned();
-            return Ok(Err((code, log)));
-        }
-        let value = resp.get("value").and_then(Value::as_str).unwrap_or_default();
-        Ok(Ok(b64_decode(value)?))
+        let v = self.call("abci_query", rpc::abci_query_params(q.path, &q.data))?;
+        let a = AbciAnswer::from_response(&v).map_err(|e| self.answer_error(q.path, e))?;
+        Ok(if a.code == 0 { Ok(a.value) } else { Err((a.code, a.log)) })
     }
 
-    /// Account number and sequence; `None` for an account the chain has never seen. Injective
-    /// wraps every account in an `EthAccount` whose field 1 is the `BaseAccount`.
+    /// Account number and sequence; `None` for an account the chain has never seen.
     pub fn account(&self, address: &str) -> Result<Option<(u64, u64)>, ChainError> {
-        let req = QueryAccountRequest { address: address.into() };
-        let path = "/cosmos.auth.v1beta1.Query/Account";
-        let bytes = match self.abci_query(path, &req.encode_to_vec())? {
-            Ok(b) => b,
-            Err((_, log)) if log.contains("not found") => return Ok(None),
-            Err((code, log)) => return Err(ChainError::Rejected { code, log }),
-        };
-        let resp = QueryAccountResponse::decode(bytes.as_slice())
-            .map_err(|e| ChainError::Decode { what: "account".into(), detail: e.to_string() })?;
-        let Some(any) = resp.account else { return Ok(None) };
-        let base = decode_base_account(&any)?;
-        Ok(Some((base.account_number, base.sequence)))
+        match self.abci_query(query::account_query(address))? {
+            Ok(v) => Ok(query::decode_account(&v)?.map(|a| (a.number, a.sequence))),
+            Err((_, log)) if query::is_not_found(&log) => Ok(None),
+            Err((code, log)) => Err(ChainError::Rejected { code, log }),
+        }
     }
 
     /// Gas used by a simulation of `tx_bytes`.
     pub fn simulate(&self, tx_bytes: &[u8]) -> Result<u64, ChainError> {
-        #[allow(deprecated)]
-        let req = SimulateRequest { tx: None, tx_bytes: tx_bytes.to_vec() };
-        let path = "/cosmos.tx.v1beta1.Service/Simulate";
-        let bytes = match self.abci_query(path, &req.encode_to_vec())? {
-            Ok(b) => b,
-            Err((code, log)) => return Err(ChainError::Rejected { code, log }),
-        };
-        let resp = SimulateResponse::decode(bytes.as_slice())
-            .map_err(|e| ChainError::Decode { what: "simulation".into(), detail: e.to_string() })?;
-        resp.gas_info.map(|g| g.gas_used).ok_or_else(|| ChainError::Decode {
-            what: "simulation".into(),
-            detail: "no gas info".into(),
-        })
+        match self.abci_query(query::simulate_query(tx_bytes))? {
+            Ok(v) => Ok(query::decode_simulate(&v)?),
+            Err((code, log)) => Err(ChainError::Rejected { code, log }),
+        }
     }
 
     /// `broadcast_tx_sync`: the upper-case hex hash once the mempool took the transaction.
     pub fn broadcast_tx_sync(&self, tx_bytes: &[u8]) -> Result<String, ChainError> {
-        let r = self.call("broadcast_tx_sync", json!({ "tx": b64_encode(tx_bytes) }))?;
-        let code = u32::try_from(num(r.get("code"))).unwrap_or(u32::MAX);
-        if code != 0 {
-            let log = r.get("log").and_then(Value::as_str).unwrap_or_default().to_owned();
-            return Err(ChainError::Rejected { code, log });
+        let v = self.call("broadcast_tx_sync", rpc::broadcast_params(tx_bytes))?;
+        let a = match BroadcastAnswer::from_response(&v) {
+            Ok(a) => a,
+            Err(AnswerError::Rpc(text)) => {
+                return Err(match rpc::parse_rejection(&text) {
+                    Some((code, log)) => ChainError::Rejected { code, log },
+                    None => ChainError::Rpc { url: self.url.clone(), detail: text },
+                })
+            }
+            Err(e) => return Err(self.answer_error("broadcast_tx_sync", e)),
+        };
+        if a.code != 0 {
+            return Err(ChainError::Rejected { code: a.code, log: a.log });
         }
-        Ok(r.get("hash").and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase())
+        Ok(a.hash)
     }
 
     /// The transaction with this hash (hex), `None` while it is not in a block.
     pub fn tx(&self, hash: &str) -> Result<Option<TxResult>, ChainError> {
-        let raw =
-            hex::decode(hash).map_err(|e| ChainError::Build(format!("tx hash {hash}: {e}")))?;
-        let r = match self.call("tx", json!({ "hash": b64_encode(&raw), "prove": false })) {
-            Ok(r) => r,
-            Err(ChainError::Rpc { detail, .. }) if detail.contains("not found") => return Ok(None),
-            Err(e) => return Err(e),
+        let params =
+            rpc::tx_params(hash).ok_or_else(|| ChainError::Build(format!("tx hash {hash}")))?;
+        let v = self.call("tx", params)?;
+        let t = match TxAnswer::from_response(&v) {
+            Ok(t) => t,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(self.answer_error("tx", e)),
         };
-        let res = r.get("tx_result").cloned().unwrap_or(Value::Null);
         Ok(Some(TxResult {
             hash: hash.to_owned(),
-            height: num(r.get("height")),
-            code: u32::try_from(num(res.get("code"))).unwrap_or(u32::MAX),
-            log: res.get("log").and_then(Value::as_str).unwrap_or_default().to_owned(),
-            gas_used: num(res.get("gas_used")),
+            height: t.height,
+            code: t.code,
+            log: t.log,
+            gas_used: t.gas_used,
         }))
     }
 
@@ -305,60 +272,16 @@ impl CometRpc {
     }
 }
 
-/// `injective.types.v1beta1.EthAccount`: only field 1; prost skips the rest.
-#[derive(Clone, PartialEq, prost::Message)]
-struct EthAccount {
-    #[prost(message, optional, tag = "1")]
-    base_account: Option<BaseAccount>,
-}
-
-fn decode_base_account(any: &Any) -> Result<BaseAccount, ChainError> {
-    let err = |e: prost::DecodeError| ChainError::Decode {
-        what: any.type_url.clone(),
-        detail: e.to_string(),
-    };
-    match any.type_url.as_str() {
-        "/cosmos.auth.v1beta1.BaseAccount" => {
-            BaseAccount::decode(any.value.as_slice()).map_err(err)
-        }
-        "/injective.types.v1beta1.EthAccount" => {
-            EthAccount::decode(any.value.as_slice()).map_err(err)?.base_account.ok_or_else(|| {
-                ChainError::Decode { what: any.type_url.clone(), detail: "no base_account".into() }
-            })
-        }
-        other => Err(ChainError::Decode {
-            what: "account".into(),
-            detail: format!("unknown account type {other}"),
-        }),
-    }
-}
-
 /// The bech32 address of a chain key.
 pub fn chain_address(secret: &[u8; 32], prefix: &str) -> Result<String, ChainError> {
-    let key = SigningKey::from_slice(secret).map_err(|e| ChainError::Key(e.to_string()))?;
-    key.public_key()
-        .account_id(prefix)
-        .map(|a| a.to_string())
-        .map_err(|e| ChainError::Key(e.to_string()))
+    let key = cosmos_sign::signing_key(secret)?;
+    Ok(cosmos_sign::address_of(&key.public_key(), prefix)?)
 }
 
 /// The authz `MsgGrant` of a `SendAuthorization` of `limit`, without expiry.
 pub fn msg_grant(granter: &str, grantee: &str, limit: &Coin) -> Result<Any, ChainError> {
-    let auth = SendAuthorization {
-        spend_limit: vec![ProtoCoin {
-            denom: limit.denom.clone(),
-            amount: limit.amount.to_string(),
-        }],
-        allow_list: Vec::new(),
-    };
-    let authorization =
-        Any::from_msg(&auth).map_err(|e| ChainError::Build(format!("SendAuthorization: {e}")))?;
-    let grant = MsgGrant {
-        granter: granter.into(),
-        grantee: grantee.into(),
-        grant: Some(Grant { authorization: Some(authorization), expiration: None }),
-    };
-    Any::from_msg(&grant).map_err(|e| ChainError::Build(format!("MsgGrant: {e}")))
+    let spend_limit = [(limit.denom.clone(), limit.amount)];
+    Ok(cosmos_sign::msg_grant_send(granter, grantee, &spend_limit)?)
 }
 
 /// Signs one transaction of `msgs`; the fee is `gas_limit × gas_price`.
@@ -371,23 +294,9 @@ pub fn sign_tx(
     memo: &str,
     gas_limit: u64,
 ) -> Result<Vec<u8>, ChainError> {
-    let key = SigningKey::from_slice(secret).map_err(|e| ChainError::Key(e.to_string()))?;
-    let amount = u128::from(gas_limit)
-        .checked_mul(params.gas_price)
-        .ok_or_else(|| ChainError::Build("fee overflows".into()))?;
-    let denom =
-        params.fee_denom.parse().map_err(|e| ChainError::Build(format!("fee denom: {e}")))?;
-    let fee = Fee::from_amount_and_gas(cosmrs::Coin { denom, amount }, gas_limit);
-    let body = Body::new(msgs, memo, 0u32);
-    let auth_info = SignerInfo::single_direct(Some(key.public_key()), sequence).auth_info(fee);
-    let chain_id = params
-        .chain_id
-        .parse()
-        .map_err(|e| ChainError::Build(format!("chain id {}: {e}", params.chain_id)))?;
-    let raw = SignDoc::new(&body, &auth_info, &chain_id, account_number)
-        .and_then(|doc| doc.sign(&key))
-        .map_err(|e| ChainError::Build(format!("signing: {e}")))?;
-    raw.to_bytes().map_err(|e| ChainError::Build(format!("encoding: {e}")))
+    let key = cosmos_sign::signing_key(secret)?;
+    let tx = params.tx_params();
+    Ok(cosmos_sign::sign_direct(&tx, &key, account_number, sequence, msgs, memo, gas_limit)?.bytes)
 }
 
 /// What [`grant_on_chain`] did.
@@ -416,8 +325,7 @@ pub fn grant_on_chain(
     let memo = "lm:v1:grant";
     let probe = sign_tx(params, secret, number, sequence, msgs.clone(), memo, PROBE_GAS)?;
     let used = rpc.simulate(&probe)?;
-    let gas = used.saturating_mul(13).div_ceil(10).saturating_add(5_000);
-    let tx = sign_tx(params, secret, number, sequence, msgs, memo, gas)?;
+    let tx = sign_tx(params, secret, number, sequence, msgs, memo, gas_with_margin(used))?;
     let hash = rpc.broadcast_tx_sync(&tx)?;
     let out = rpc.wait_tx(&hash, TX_WAIT)?;
     if out.code != 0 {

@@ -6,89 +6,17 @@
 use std::time::Duration;
 
 use cosmrs::crypto::secp256k1::SigningKey;
-use cosmrs::proto::cosmos::auth::v1beta1::{
-    BaseAccount, QueryAccountRequest, QueryAccountResponse,
-};
-use cosmrs::proto::cosmos::authz::v1beta1::{
-    GenericAuthorization, Grant, MsgGrant, QueryGrantsRequest, QueryGrantsResponse,
-};
-use cosmrs::proto::cosmos::bank::v1beta1::{
-    MsgSend, QueryBalanceRequest, QueryBalanceResponse, SendAuthorization,
-};
-use cosmrs::proto::cosmos::base::v1beta1::Coin as ProtoCoin;
-use cosmrs::proto::cosmos::tx::v1beta1::{SimulateRequest, SimulateResponse};
 use cosmrs::rpc::{Client as _, HttpClient};
-use cosmrs::tendermint::crypto::default::Sha256;
-use cosmrs::tendermint::crypto::Sha256 as _;
-use cosmrs::tx::{Body, Fee, SignDoc, SignerInfo};
 use cosmrs::Any;
-use prost::Message;
+use leasemesh_cosmos::query::{self, AbciQuery};
+use leasemesh_cosmos::sign::{msg_grant_send, sign_direct, TxParams, PROBE_GAS};
+use leasemesh_cosmos::tx::summarize;
+
+pub use leasemesh_cosmos::query::{AccountInfo, SendAllowance};
+pub use leasemesh_cosmos::sign::{gas_with_margin, SignedTx};
+pub use leasemesh_cosmos::tx::tx_hash;
 
 use super::error::{is_already_known, parse_rejection, ChainError};
-
-/// Type URL of the account wrapper Injective returns for every account, secp256k1 ones too.
-const ETH_ACCOUNT_TYPE: &str = "/injective.types.v1beta1.EthAccount";
-const BASE_ACCOUNT_TYPE: &str = "/cosmos.auth.v1beta1.BaseAccount";
-const MSG_SEND_TYPE: &str = "/cosmos.bank.v1beta1.MsgSend";
-const SEND_AUTHORIZATION_TYPE: &str = "/cosmos.bank.v1beta1.SendAuthorization";
-const GENERIC_AUTHORIZATION_TYPE: &str = "/cosmos.authz.v1beta1.GenericAuthorization";
-
-/// What a grantee may still send on a granter's behalf in one denom, through authz `MsgExec`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendAllowance {
-    /// No live grant for `MsgSend`, or a `SendAuthorization` without this denom.
-    None,
-    /// A `SendAuthorization`'s remaining spend limit in this denom.
-    Limited(u128),
-    /// A `GenericAuthorization` for `MsgSend`: only the balance limits it.
-    Unlimited,
-}
-
-/// Reads the allowance in `denom` from the grants the chain returned for (granter, grantee,
-/// `MsgSend`). Grants whose expiration is at or before `now_unix_s` are skipped (the chain
-/// prunes them lazily). A `SendAuthorization`'s `allow_list` is not checked: the settler pays
-/// providers, and a list that leaves one out makes the chain refuse that payment.
-pub fn send_allowance_in(
-    grants: &[Grant],
-    denom: &str,
-    now_unix_s: i64,
-) -> Result<SendAllowance, ChainError> {
-    let mut out = SendAllowance::None;
-    for grant in grants {
-        if grant.expiration.as_ref().is_some_and(|t| t.seconds <= now_unix_s) {
-            continue;
-        }
-        let Some(auth) = &grant.authorization else { continue };
-        match auth.type_url.as_str() {
-            SEND_AUTHORIZATION_TYPE => {
-                let send = SendAuthorization::decode(auth.value.as_slice()).map_err(|e| {
-                    ChainError::Decode { what: "SendAuthorization".into(), detail: e.to_string() }
-                })?;
-                for c in send.spend_limit.iter().filter(|c| c.denom == denom) {
-                    let amount = parse_amount(&c.amount)?;
-                    out = match out {
-                        SendAllowance::Unlimited => SendAllowance::Unlimited,
-                        SendAllowance::Limited(a) => SendAllowance::Limited(a.max(amount)),
-                        SendAllowance::None => SendAllowance::Limited(amount),
-                    };
-                }
-            }
-            GENERIC_AUTHORIZATION_TYPE => {
-                let generic = GenericAuthorization::decode(auth.value.as_slice()).map_err(|e| {
-                    ChainError::Decode {
-                        what: "GenericAuthorization".into(),
-                        detail: e.to_string(),
-                    }
-                })?;
-                if generic.msg == MSG_SEND_TYPE {
-                    out = SendAllowance::Unlimited;
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(out)
-}
 
 /// Where the chain is and what it charges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +37,15 @@ pub struct ChainConfig {
 }
 
 impl ChainConfig {
+    /// What every transaction on this chain carries besides its messages.
+    pub fn tx_params(&self) -> TxParams {
+        TxParams {
+            chain_id: self.chain_id.clone(),
+            fee_denom: self.fee_denom.clone(),
+            gas_price: self.gas_price,
+        }
+    }
+
     /// Settings for an Injective chain (denom and prefix `inj`, minimum gas price 160000000inj).
     pub fn injective(rpc_url: impl Into<String>, chain_id: impl Into<String>) -> ChainConfig {
         ChainConfig {
@@ -121,20 +58,6 @@ impl ChainConfig {
             poll_interval: Duration::from_millis(100),
         }
     }
-}
-
-/// Account number and next sequence of an account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AccountInfo {
-    pub number: u64,
-    pub sequence: u64,
-}
-
-/// A signed transaction: the bytes to broadcast and their hash (upper-case hex SHA-256).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedTx {
-    pub bytes: Vec<u8>,
-    pub hash: String,
 }
 
 /// What `broadcast_tx_sync` said about a transaction the node did not refuse.
@@ -188,10 +111,7 @@ impl ChainClient {
 
     /// The bech32 address of a key on this chain.
     pub fn address_of(&self, key: &SigningKey) -> Result<String, ChainError> {
-        key.public_key()
-            .account_id(&self.cfg.account_prefix)
-            .map(|a| a.to_string())
-            .map_err(|e| ChainError::Build(format!("address of key: {e}")))
+        Ok(leasemesh_cosmos::sign::address_of(&key.public_key(), &self.cfg.account_prefix)?)
     }
 
     fn rpc_error(&self, e: cosmrs::rpc::Error) -> ChainError {
@@ -208,25 +128,21 @@ impl ChainClient {
         }
     }
 
-    async fn query<Req: Message, Resp: Message + Default>(
-        &self,
-        path: &str,
-        req: &Req,
-    ) -> Result<Resp, ChainError> {
+    /// Runs an ABCI query: the answer's value, or [`ChainError::Query`] when the app refused.
+    async fn query(&self, q: AbciQuery) -> Result<Vec<u8>, ChainError> {
         let res = self
             .rpc
-            .abci_query(Some(path.to_string()), req.encode_to_vec(), None, false)
+            .abci_query(Some(q.path.to_string()), q.data, None, false)
             .await
             .map_err(|e| self.rpc_error(e))?;
         if res.code.is_err() {
             return Err(ChainError::Query {
-                path: path.into(),
+                path: q.path.into(),
                 code: res.code.value(),
                 log: res.log,
             });
         }
-        Resp::decode(res.value.as_slice())
-            .map_err(|e| ChainError::Decode { what: path.into(), detail: e.to_string() })
+        Ok(res.value)
     }
 
     /// Latest block height.
@@ -246,27 +162,29 @@ impl ChainClient {
 
     /// Account number and sequence, `None` for an account the chain has never seen.
     pub async fn account(&self, address: &str) -> Result<Option<AccountInfo>, ChainError> {
-        let path = "/cosmos.auth.v1beta1.Query/Account";
-        let req = QueryAccountRequest { address: address.into() };
-        let resp: QueryAccountResponse = match self.query(path, &req).await {
-            Ok(r) => r,
+        match self.query(query::account_query(address)).await {
+            Ok(v) => Ok(query::decode_account(&v)?),
             // NotFound (gRPC code 5 mapped to the SDK's key-not-found) for an unknown account.
-            Err(ChainError::Query { log, .. }) if log.contains("not found") => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let Some(any) = resp.account else { return Ok(None) };
-        let base = decode_base_account(&any)?;
-        Ok(Some(AccountInfo { number: base.account_number, sequence: base.sequence }))
+            Err(ChainError::Query { log, .. }) if query::is_not_found(&log) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Balance of `address` in `denom`.
     pub async fn balance(&self, address: &str, denom: &str) -> Result<u128, ChainError> {
-        let path = "/cosmos.bank.v1beta1.Query/Balance";
-        let req = QueryBalanceRequest { address: address.into(), denom: denom.into() };
-        let resp: QueryBalanceResponse = self.query(path, &req).await?;
-        match resp.balance {
-            None => Ok(0),
-            Some(c) => parse_amount(&c.amount),
+        Ok(query::decode_balance(&self.query(query::balance_query(address, denom)).await?)?)
+    }
+
+    /// The grants of `granter` to `grantee` for `MsgSend`; none when the chain has none.
+    async fn send_grants(
+        &self,
+        granter: &str,
+        grantee: &str,
+    ) -> Result<Vec<cosmrs::proto::cosmos::authz::v1beta1::Grant>, ChainError> {
+        match self.query(query::send_grants_query(granter, grantee)).await {
+            Ok(v) => Ok(query::decode_grants(&v)?),
+            Err(ChainError::Query { log, .. }) if query::is_not_found(&log) => Ok(Vec::new()),
+            Err(e) => Err(e),
         }
     }
 
@@ -278,33 +196,7 @@ impl ChainClient {
         granter: &str,
         grantee: &str,
     ) -> Result<Option<Vec<(String, u128)>>, ChainError> {
-        let path = "/cosmos.authz.v1beta1.Query/Grants";
-        let req = QueryGrantsRequest {
-            granter: granter.into(),
-            grantee: grantee.into(),
-            msg_type_url: MSG_SEND_TYPE.into(),
-            pagination: None,
-        };
-        let resp: QueryGrantsResponse = match self.query(path, &req).await {
-            Ok(r) => r,
-            Err(ChainError::Query { log, .. }) if log.contains("not found") => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        for grant in resp.grants {
-            let Some(auth) = grant.authorization else { continue };
-            if auth.type_url != SEND_AUTHORIZATION_TYPE {
-                continue;
-            }
-            let send = SendAuthorization::decode(auth.value.as_slice()).map_err(|e| {
-                ChainError::Decode { what: "SendAuthorization".into(), detail: e.to_string() }
-            })?;
-            let mut limit = Vec::with_capacity(send.spend_limit.len());
-            for c in send.spend_limit {
-                limit.push((c.denom, parse_amount(&c.amount)?));
-            }
-            return Ok(Some(limit));
-        }
-        Ok(None)
+        Ok(query::send_limit(&self.send_grants(granter, grantee).await?)?)
     }
 
     /// What `grantee` may still send from `granter` in `denom` (see [`send_allowance_in`]).
@@ -314,44 +206,22 @@ impl ChainClient {
         grantee: &str,
         denom: &str,
     ) -> Result<SendAllowance, ChainError> {
-        let path = "/cosmos.authz.v1beta1.Query/Grants";
-        let req = QueryGrantsRequest {
-            granter: granter.into(),
-            grantee: grantee.into(),
-            msg_type_url: MSG_SEND_TYPE.into(),
-            pagination: None,
-        };
-        let resp: QueryGrantsResponse = match self.query(path, &req).await {
-            Ok(r) => r,
-            Err(ChainError::Query { log, .. }) if log.contains("not found") => {
-                return Ok(SendAllowance::None)
-            }
-            Err(e) => return Err(e),
-        };
+        let grants = self.send_grants(granter, grantee).await?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        send_allowance_in(&resp.grants, denom, now)
+        send_allowance_in(&grants, denom, now)
     }
 
     /// Gas the chain uses to run `tx_bytes`, by simulation. Sign the simulated transaction
     /// with the real gas price: with a zero fee the chain skips the fee deduction and reports
     /// too little gas.
     pub async fn simulate(&self, tx_bytes: &[u8]) -> Result<u64, ChainError> {
-        let path = "/cosmos.tx.v1beta1.Service/Simulate";
-        #[allow(deprecated)]
-        let req = SimulateRequest { tx: None, tx_bytes: tx_bytes.to_vec() };
-        let resp: SimulateResponse = match self.query(path, &req).await {
-            Ok(r) => r,
-            Err(ChainError::Query { code, log, .. }) => {
-                return Err(ChainError::Rejected { code, log })
-            }
-            Err(e) => return Err(e),
-        };
-        resp.gas_info.map(|g| g.gas_used).ok_or_else(|| ChainError::Decode {
-            what: "simulation".into(),
-            detail: "no gas info".into(),
-        })
+        match self.query(query::simulate_query(tx_bytes)).await {
+            Ok(v) => Ok(query::decode_simulate(&v)?),
+            Err(ChainError::Query { code, log, .. }) => Err(ChainError::Rejected { code, log }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Signs a transaction of `msgs` by `key` with the given account number, sequence and gas
@@ -365,25 +235,8 @@ impl ChainClient {
         memo: &str,
         gas_limit: u64,
     ) -> Result<SignedTx, ChainError> {
-        let fee_amount = u128::from(gas_limit)
-            .checked_mul(self.cfg.gas_price)
-            .ok_or_else(|| ChainError::Build("fee overflows".into()))?;
-        let denom =
-            self.cfg.fee_denom.parse().map_err(|e| ChainError::Build(format!("fee denom: {e}")))?;
-        let fee = Fee::from_amount_and_gas(cosmrs::Coin { denom, amount: fee_amount }, gas_limit);
-        let body = Body::new(msgs, memo, 0u32);
-        let auth_info = SignerInfo::single_direct(Some(key.public_key()), sequence).auth_info(fee);
-        let chain_id = self
-            .cfg
-            .chain_id
-            .parse()
-            .map_err(|e| ChainError::Build(format!("chain id {}: {e}", self.cfg.chain_id)))?;
-        let raw = SignDoc::new(&body, &auth_info, &chain_id, account_number)
-            .and_then(|doc| doc.sign(key))
-            .map_err(|e| ChainError::Build(format!("signing: {e}")))?;
-        let bytes = raw.to_bytes().map_err(|e| ChainError::Build(format!("encoding: {e}")))?;
-        let hash = tx_hash(&bytes);
-        Ok(SignedTx { bytes, hash })
+        let params = self.cfg.tx_params();
+        Ok(sign_direct(&params, key, account_number, sequence, msgs, memo, gas_limit)?)
     }
 
     /// Sends `tx_bytes` with `broadcast_tx_sync`. A refusal comes back as
@@ -428,11 +281,11 @@ impl ChainClient {
                 }
             }
         };
-        let tx = cosmrs::Tx::from_bytes(&res.tx).map_err(|e| ChainError::Decode {
+        let tx = summarize(&res.tx).map_err(|e| ChainError::Decode {
             what: format!("tx {hash}"),
             detail: e.to_string(),
         })?;
-        let sequence = tx.auth_info.signer_infos.first().map(|s| s.sequence).unwrap_or_default();
+        let sequence = tx.sequences.first().copied().unwrap_or_default();
         Ok(Some(TxOutcome {
             hash: hash.to_string(),
             height: res.height.value(),
@@ -440,7 +293,7 @@ impl ChainClient {
             log: res.tx_result.log,
             gas_wanted: u64::try_from(res.tx_result.gas_wanted).unwrap_or_default(),
             gas_used: u64::try_from(res.tx_result.gas_used).unwrap_or_default(),
-            memo: tx.body.memo,
+            memo: tx.memo,
             sequence,
         }))
     }
@@ -477,7 +330,7 @@ impl ChainClient {
             ChainError::Build(format!("account {address} does not exist on chain (fund it first)"))
         })?;
         let probe =
-            self.sign(key, account.number, account.sequence, msgs.clone(), memo, 400_000)?;
+            self.sign(key, account.number, account.sequence, msgs.clone(), memo, PROBE_GAS)?;
         let used = self.simulate(&probe.bytes).await?;
         let tx =
             self.sign(key, account.number, account.sequence, msgs, memo, gas_with_margin(used))?;
@@ -502,24 +355,7 @@ impl ChainClient {
         spend_limit: &[(String, u128)],
     ) -> Result<TxOutcome, ChainError> {
         let granter = self.address_of(tenant_key)?;
-        let auth = SendAuthorization {
-            spend_limit: spend_limit
-                .iter()
-                .map(|(denom, amount)| ProtoCoin {
-                    denom: denom.clone(),
-                    amount: amount.to_string(),
-                })
-                .collect(),
-            allow_list: Vec::new(),
-        };
-        let authorization = Any::from_msg(&auth)
-            .map_err(|e| ChainError::Build(format!("encoding SendAuthorization: {e}")))?;
-        let grant = MsgGrant {
-            granter,
-            grantee: grantee.into(),
-            grant: Some(Grant { authorization: Some(authorization), expiration: None }),
-        };
-        let msg = Any::from_msg(&grant).map_err(|e| ChainError::Build(format!("MsgGrant: {e}")))?;
+        let msg = msg_grant_send(&granter, grantee, spend_limit)?;
         self.send_and_wait(tenant_key, vec![msg], "lm:v1:grant", Duration::from_secs(30)).await
     }
 
@@ -536,59 +372,19 @@ impl ChainClient {
     }
 }
 
+/// Reads the allowance in `denom` from the grants the chain returned for (granter, grantee,
+/// `MsgSend`); see [`leasemesh_cosmos::query::send_allowance_in`].
+pub fn send_allowance_in(
+    grants: &[cosmrs::proto::cosmos::authz::v1beta1::Grant],
+    denom: &str,
+    now_unix_s: i64,
+) -> Result<SendAllowance, ChainError> {
+    Ok(leasemesh_cosmos::query::send_allowance_in(grants, denom, now_unix_s)?)
+}
+
 /// A `MsgSend` as `Any`.
 pub fn msg_send(from: &str, to: &str, denom: &str, amount: u128) -> Result<Any, ChainError> {
-    let msg = MsgSend {
-        from_address: from.into(),
-        to_address: to.into(),
-        amount: vec![ProtoCoin { denom: denom.into(), amount: amount.to_string() }],
-    };
-    Any::from_msg(&msg).map_err(|e| ChainError::Build(format!("MsgSend: {e}")))
-}
-
-/// The gas limit to sign with after a simulation used `simulated`: ×1.3 + 5000.
-pub fn gas_with_margin(simulated: u64) -> u64 {
-    simulated.saturating_mul(13).div_ceil(10).saturating_add(5_000)
-}
-
-/// Upper-case hex SHA-256 of transaction bytes, as CometBFT names transactions.
-pub fn tx_hash(bytes: &[u8]) -> String {
-    hex::encode_upper(Sha256::digest(bytes))
-}
-
-fn parse_amount(s: &str) -> Result<u128, ChainError> {
-    s.parse::<u128>()
-        .map_err(|e| ChainError::Decode { what: format!("amount {s:?}"), detail: e.to_string() })
-}
-
-/// Account number and sequence from an account `Any`: a plain `BaseAccount`, or Injective's
-/// `EthAccount` whose field 1 is the `BaseAccount`.
-fn decode_base_account(any: &Any) -> Result<BaseAccount, ChainError> {
-    let decode_err = |e: prost::DecodeError| ChainError::Decode {
-        what: any.type_url.clone(),
-        detail: e.to_string(),
-    };
-    match any.type_url.as_str() {
-        BASE_ACCOUNT_TYPE => BaseAccount::decode(any.value.as_slice()).map_err(decode_err),
-        ETH_ACCOUNT_TYPE => {
-            let wrapper = EthAccount::decode(any.value.as_slice()).map_err(decode_err)?;
-            wrapper.base_account.ok_or_else(|| ChainError::Decode {
-                what: ETH_ACCOUNT_TYPE.into(),
-                detail: "no base_account".into(),
-            })
-        }
-        other => Err(ChainError::Decode {
-            what: "account".into(),
-            detail: format!("unknown account type {other}"),
-        }),
-    }
-}
-
-/// `injective.types.v1beta1.EthAccount`: only the field we need; prost skips the others.
-#[derive(Clone, PartialEq, prost::Message)]
-struct EthAccount {
-    #[prost(message, optional, tag = "1")]
-    base_account: Option<BaseAccount>,
+    Ok(leasemesh_cosmos::sign::msg_send(from, to, denom, amount)?)
 }
 
 #[cfg(test)]
@@ -596,78 +392,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn eth_account_wrapper_yields_the_base_account() {
-        let base = BaseAccount {
-            address: "inj1xyz".into(),
-            pub_key: None,
-            account_number: 12,
-            sequence: 34,
-        };
-        let mut value = EthAccount { base_account: Some(base.clone()) }.encode_to_vec();
-        // A code_hash in field 2, as the chain sends it.
-        value.extend_from_slice(&[0x12, 0x02, 0xab, 0xcd]);
-        let any = Any { type_url: ETH_ACCOUNT_TYPE.into(), value };
-        assert_eq!(decode_base_account(&any).unwrap(), base);
-        let plain = Any { type_url: BASE_ACCOUNT_TYPE.into(), value: base.encode_to_vec() };
-        assert_eq!(decode_base_account(&plain).unwrap(), base);
-        let other = Any { type_url: "/x.Y".into(), value: vec![] };
-        assert!(decode_base_account(&other).is_err());
-    }
-
-    fn coin(denom: &str, amount: &str) -> ProtoCoin {
-        ProtoCoin { denom: denom.into(), amount: amount.into() }
-    }
-
-    fn grant(type_url: &str, value: Vec<u8>, expires_s: Option<i64>) -> Grant {
-        Grant {
-            authorization: Some(Any { type_url: type_url.into(), value }),
-            expiration: expires_s.map(|seconds| cosmrs::proto::Timestamp { seconds, nanos: 0 }),
-        }
-    }
-
-    #[test]
-    fn send_allowance_reads_send_and_generic_authorizations() {
-        let send = |coins: Vec<ProtoCoin>| {
-            SendAuthorization { spend_limit: coins, allow_list: vec![] }.encode_to_vec()
-        };
-        let limited = grant(
-            SEND_AUTHORIZATION_TYPE,
-            send(vec![coin("inj", "1000000000000000000000"), coin("uusdt", "5")]),
-            Some(2_000),
-        );
-        let now = 1_000;
+    fn tx_params_come_from_the_chain_config() {
+        let cfg = ChainConfig::injective("http://127.0.0.1:9", "injective-777");
+        let p = cfg.tx_params();
         assert_eq!(
-            send_allowance_in(std::slice::from_ref(&limited), "inj", now).unwrap(),
-            SendAllowance::Limited(1_000_000_000_000_000_000_000)
+            (p.chain_id.as_str(), p.fee_denom.as_str(), p.gas_price),
+            ("injective-777", "inj", 160_000_000)
         );
-        assert_eq!(
-            send_allowance_in(std::slice::from_ref(&limited), "uusdt", now).unwrap(),
-            SendAllowance::Limited(5)
-        );
-        // Another denom, no grant, an expired grant, another message's grant: nothing.
-        assert_eq!(
-            send_allowance_in(std::slice::from_ref(&limited), "atom", now).unwrap(),
-            SendAllowance::None
-        );
-        assert_eq!(send_allowance_in(&[], "inj", now).unwrap(), SendAllowance::None);
-        assert_eq!(send_allowance_in(&[limited], "inj", 2_000).unwrap(), SendAllowance::None);
-        let other = GenericAuthorization { msg: "/cosmos.staking.v1beta1.MsgDelegate".into() };
-        let other = grant(GENERIC_AUTHORIZATION_TYPE, other.encode_to_vec(), None);
-        assert_eq!(send_allowance_in(&[other], "inj", now).unwrap(), SendAllowance::None);
-        // A generic grant for MsgSend: only the balance limits what can be sent.
-        let generic = GenericAuthorization { msg: MSG_SEND_TYPE.into() };
-        let generic = grant(GENERIC_AUTHORIZATION_TYPE, generic.encode_to_vec(), None);
-        assert_eq!(send_allowance_in(&[generic], "inj", now).unwrap(), SendAllowance::Unlimited);
-        // Garbage is an error, not a silent zero.
-        let bad = grant(SEND_AUTHORIZATION_TYPE, vec![0xff, 0xff, 0xff], None);
-        assert!(matches!(send_allowance_in(&[bad], "inj", now), Err(ChainError::Decode { .. })));
-        let bad_amount = grant(SEND_AUTHORIZATION_TYPE, send(vec![coin("inj", "-1")]), None);
-        assert!(send_allowance_in(&[bad_amount], "inj", now).is_err());
-    }
-
-    #[test]
-    fn margin_is_thirty_percent_plus_5000() {
-        assert_eq!(gas_with_margin(100_000), 135_000);
-        assert_eq!(gas_with_margin(1), 5_002);
     }
 }

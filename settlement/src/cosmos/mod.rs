@@ -33,7 +33,6 @@ pub use error::{parse_rejection, parse_sequence_mismatch, ChainError};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cosmrs::proto::cosmos::authz::v1beta1::MsgExec;
 use cosmrs::Any;
 use leasemesh_protocol::{Anchor as AnchorRecord, SettlementBatch, SettlementRecord, Signed};
 
@@ -237,10 +236,7 @@ impl Cosmos {
                 .iter()
                 .map(|t| msg_send(&t.from, &t.to, &t.denom, t.amount))
                 .collect::<Result<Vec<_>, _>>()?;
-            let exec = MsgExec { grantee: self.address.clone(), msgs: sends };
-            msgs.push(
-                Any::from_msg(&exec).map_err(|e| ChainError::Build(format!("MsgExec: {e}")))?,
-            );
+            msgs.push(leasemesh_cosmos::sign::msg_exec(&self.address, sends)?);
         }
         Ok(msgs)
     }
@@ -253,8 +249,7 @@ impl Cosmos {
     }
 }
 
-/// Cosmos SDK code for "unauthorized" (a signature that does not verify).
-const CODE_UNAUTHORIZED: u32 = 4;
+use leasemesh_cosmos::rpc::CODE_UNAUTHORIZED;
 
 /// Right after a restart, until it commits a block, the node checks transactions at height 0
 /// and so verifies signatures with account number 0: every other account's transaction fails
@@ -480,10 +475,10 @@ impl Cosmos {
         prepared: &PreparedAnchor,
         tx: &PreparedTx,
     ) -> Result<Confirmation, AnchorError> {
-        let signed = cosmrs::Tx::from_bytes(&tx.bytes).map_err(|e| {
+        let signed = leasemesh_cosmos::tx::summarize(&tx.bytes).map_err(|e| {
             AnchorError::Store(format!("stored chunk {} does not decode: {e}", tx.chunk))
         })?;
-        let Some(tx_sequence) = signed.auth_info.signer_infos.first().map(|s| s.sequence) else {
+        let Some(tx_sequence) = signed.sequences.first().copied() else {
             return Err(AnchorError::Store(format!("stored chunk {} has no signer", tx.chunk)));
         };
         let Some(account) = self.retry(|| self.client.account(&self.address)).await? else {
