@@ -29,6 +29,9 @@ pub use client::{
 };
 pub use cosmrs::crypto::secp256k1::SigningKey;
 pub use error::{parse_rejection, parse_sequence_mismatch, ChainError};
+/// k-of-n transactions of the chain's own multisig (not yet used by [`Cosmos`]: build them with
+/// this module, simulate with [`ChainClient::simulate`], send with [`ChainClient::broadcast`]).
+pub use leasemesh_cosmos::multisig;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
