@@ -29,7 +29,7 @@ fn demo_sdl_becomes_a_signed_order_committing_to_the_manifest() {
     assert_eq!(o.body.max_price_per_hour.denom, "uakt");
     assert_eq!(o.body.max_price_per_hour.amount, 60_000);
     let svc = &manifest.group("dcloud").unwrap().services[0];
-    assert_eq!(svc.image, "leasemesh-demo/busybox-web:1");
+    assert_eq!(svc.image, "leasemesh-demo/web:1");
     assert_eq!(svc.expose[0].port, 8080);
 }
 

@@ -14,11 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
-use futures::StreamExt as _;
 use leasemesh_client::deploy::{self, DeployOptions, DeployedLease, Progress};
 use leasemesh_client::{settle, NodeClient};
 use leasemesh_protocol::{Coin, Id, Keypair, SettlementRecord};
@@ -28,8 +26,9 @@ use serde_json::Value;
 use crate::chain::MeshChain;
 use crate::mesh::{Funded, Mesh, MeshSpec, ProviderSpec};
 
-/// The demo's image, built locally from `testdata/busybox-web` and the host's static busybox.
-pub const DEMO_IMAGE: &str = "leasemesh-demo/busybox-web:1";
+/// The demo's image, built locally from `testdata/demo-web` and our `leasemesh-demo-web` server
+/// (see [`crate::image`]).
+pub const DEMO_IMAGE: &str = "leasemesh-demo/web:1";
 /// Label the provider runtime puts on everything it creates, with its name prefix as value.
 pub const LABEL_OWNER: &str = "leasemesh.owner";
 
@@ -48,45 +47,50 @@ pub async fn docker() -> anyhow::Result<Docker> {
     d.negotiate_version().await.context("Docker version negotiation")
 }
 
-fn context_tar(dir: &Path) -> anyhow::Result<Vec<u8>> {
-    let busybox = std::fs::read("/bin/busybox").context(
-        "/bin/busybox is missing: install Debian's busybox-static (scripts/install-deps.sh)",
-    )?;
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, data: &[u8], mode: u32| -> anyhow::Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_cksum();
-        tar.append_data(&mut h, path, data)?;
-        Ok(())
-    };
-    add("Dockerfile", &std::fs::read(dir.join("Dockerfile"))?, 0o644)?;
-    add("www/index.html", &std::fs::read(dir.join("www/index.html"))?, 0o644)?;
-    add("busybox", &busybox, 0o755)?;
-    Ok(tar.into_inner()?)
+/// Builds the demo's web image (`FROM scratch` + `leasemesh-demo-web` and the libraries it
+/// links + one page) through the Docker build API. The server binary is taken from beside this
+/// executable and built with cargo only when missing (tests); [`build_image_fresh`] rebuilds it.
+/// Cheap when cached.
+pub async fn build_image(docker: &Docker, tag: &str) -> anyhow::Result<()> {
+    build_image_with(docker, tag, false, &mut |l| tracing::info!("{l}")).await
 }
 
-/// Builds the tiny web image (`FROM scratch` + static busybox + one page) through the Docker
-/// build API. Cheap when cached.
-pub async fn build_image(docker: &Docker, tag: &str) -> anyhow::Result<()> {
-    build_busybox_image(docker, tag, &testdata_dir().join("busybox-web")).await
+/// [`build_image`], rebuilding the server first when run by cargo (a no-op when fresh).
+pub async fn build_image_fresh(
+    docker: &Docker,
+    tag: &str,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    build_image_with(docker, tag, true, progress).await
+}
+
+async fn build_image_with(
+    docker: &Docker,
+    tag: &str,
+    rebuild: bool,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    let web = crate::mesh::workspace_binary(
+        "leasemesh-testnet",
+        "leasemesh-demo-web",
+        rebuild,
+        progress,
+    )?;
+    crate::image::build_web_image(docker, tag, &testdata_dir().join("demo-web"), &web).await
 }
 
 /// Builds `tag` from `dir` (its `Dockerfile` and `www/index.html`) plus the host's static
-/// busybox, through the Docker build API (no registry needed). The provider tests use it too.
+/// busybox, through the Docker build API (no registry needed). The provider tests use it
+/// (busybox gives them a shell); the demo does not need it.
 pub async fn build_busybox_image(docker: &Docker, tag: &str, dir: &Path) -> anyhow::Result<()> {
-    let opts = BuildImageOptionsBuilder::default().dockerfile("Dockerfile").t(tag).rm(true).build();
-    let body = bollard::body_full(context_tar(dir)?.into());
-    let mut s = docker.build_image(opts, None, Some(body));
-    while let Some(item) = s.next().await {
-        let info = item.context("image build")?;
-        if let Some(e) = info.error_detail {
-            bail!("image build failed: {:?}", e.message);
-        }
-    }
-    docker.inspect_image(tag).await.context("the built image is not there")?;
-    Ok(())
+    let busybox = std::fs::read("/bin/busybox").context(
+        "/bin/busybox is missing: install Debian's busybox-static (scripts/install-deps.sh)",
+    )?;
+    let mut ctx = crate::image::Context::default();
+    ctx.add("Dockerfile", &std::fs::read(dir.join("Dockerfile"))?, 0o644)?;
+    ctx.add("www/index.html", &std::fs::read(dir.join("www/index.html"))?, 0o644)?;
+    ctx.add("busybox", &busybox, 0o755)?;
+    crate::image::build(docker, tag, ctx).await
 }
 
 /// Removes every container and network whose owner label is `owner` (one run's name prefix).
@@ -299,28 +303,74 @@ pub fn wait_closed_anchored(
     }
 }
 
-/// Runs the demo. `slot` receives the mesh while it runs (so Ctrl-C can stop it);
-/// `progress` gets one line per step.
-pub fn run(
-    opts: &DemoOptions,
-    slot: &MeshSlot,
-    owner: &str,
-    progress: &mut dyn FnMut(&str),
-) -> anyhow::Result<DemoReport> {
-    let started = Instant::now();
-    let sdl_text = std::fs::read_to_string(&opts.sdl)
-        .with_context(|| format!("cannot read {}", opts.sdl.display()))?;
-    let node_bin = crate::mesh::node_binary(true, progress)?;
+/// What [`launch`] starts: the mesh's shape and where it settles.
+#[derive(Debug, Clone)]
+pub struct LaunchOptions {
+    pub chain: DemoChain,
+    /// Node processes in all (settler, providers, relays).
+    pub nodes: usize,
+    pub providers: Vec<ProviderSpec>,
+    /// Prefix (and owner label) of the providers' containers and networks.
+    pub owner: String,
+    /// Keep the mesh's temp directory (logs, stores) after it stops.
+    pub keep: bool,
+}
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    progress(&format!("building the image {DEMO_IMAGE} (FROM scratch + static busybox)"));
+impl LaunchOptions {
+    /// The demo's network: 5 nodes, two small providers at different prices.
+    pub fn demo(chain: DemoChain, owner: &str, keep: bool) -> LaunchOptions {
+        LaunchOptions {
+            chain,
+            nodes: 5,
+            providers: vec![ProviderSpec::small(100_000), ProviderSpec::small(140_000)],
+            owner: owner.to_owned(),
+            keep,
+        }
+    }
+}
+
+/// A started network with a funded tenant that has granted the settler a spend limit. The
+/// mesh and the chain themselves are in the [`MeshSlot`] given to [`launch`].
+#[derive(Debug)]
+pub struct Launched {
+    pub tenant: Keypair,
+    /// Where the tenant pays from (its chain account on the devnet).
+    pub address: String,
+    pub denom: String,
+    pub chain_client: Option<leasemesh_settlement::cosmos::ChainClient>,
+    /// The mesh's directory (node homes and logs).
+    pub dir: PathBuf,
+    pub settler: NodeClient,
+    pub tenant_node: NodeClient,
+    /// Every node's API URL, with its role.
+    pub nodes: Vec<(String, &'static str)>,
+    /// (provider key hex, price per core-hour).
+    pub providers: Vec<(String, u64)>,
+    /// How long building the binaries and the image took.
+    pub build_time: Duration,
+}
+
+/// The start-up shared by the demo and `up`: the node binary and the web image (built when
+/// needed), the devnet when asked, the mesh with a funded tenant, and the tenant's grant to the
+/// settler (on chain: authz grant and key binding). Puts the mesh and chain into `slot` as soon
+/// as they exist, so Ctrl-C can stop them.
+pub fn launch(
+    opts: &LaunchOptions,
+    rt: &tokio::runtime::Runtime,
+    slot: &MeshSlot,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Launched> {
+    let started = Instant::now();
+    let node_bin = crate::mesh::node_binary(true, progress)?;
+    progress(&format!("building the image {DEMO_IMAGE} (FROM scratch + leasemesh-demo-web)"));
     rt.block_on(async {
         let d = docker().await?;
-        build_image(&d, DEMO_IMAGE).await
+        build_image_fresh(&d, DEMO_IMAGE, progress).await
     })?;
+    let build_time = started.elapsed();
 
     let tenant = Keypair::generate();
-    let mut providers = vec![ProviderSpec::small(100_000), ProviderSpec::small(140_000)];
+    let mut providers = opts.providers.clone();
     // On the devnet the tenant pays from its chain account, through the grant it gave the
     // settler; providers are paid to theirs.
     let chain = match opts.chain {
@@ -346,11 +396,11 @@ pub fn run(
         None => (leasemesh_client::keys::default_address(&tenant.public()), "uakt".to_owned()),
     };
     let chain_spec = chain.as_ref().map(MeshChain::spec);
-    slot.lock().map_err(|_| anyhow!("demo slot poisoned"))?.chain = chain;
-    let sdl_text = with_denom(&sdl_text, &denom);
+    let lock = || slot.lock().map_err(|_| anyhow!("launch slot poisoned"));
+    lock()?.chain = chain;
     let spec = MeshSpec {
         node_bin,
-        nodes: 5,
+        nodes: opts.nodes,
         providers,
         funded: vec![Funded {
             address: address.clone(),
@@ -363,44 +413,100 @@ pub fn run(
         chain: chain_spec,
         epoch_ms: 500,
         settle_delay_ms: 200,
-        container_prefix: owner.to_owned(),
+        container_prefix: opts.owner.clone(),
         keep: opts.keep,
         log_filter: "info,libp2p=warn".into(),
     };
-    let t_build = started.elapsed();
     let mesh = Mesh::start(&spec, progress)?;
-    let tenant_node = mesh.tenant_node().client();
-    let settler = mesh.settler().client();
-    let providers: Vec<(String, u64)> = mesh
-        .providers()
-        .filter_map(|n| n.provider.as_ref().map(|p| (n.key.to_hex(), p.cpu_per_core)))
-        .collect();
-    let dir = mesh.dir.clone();
-    slot.lock().map_err(|_| anyhow!("demo slot poisoned"))?.mesh = Some(mesh);
+    let launched = Launched {
+        tenant_node: mesh.tenant_node().client(),
+        settler: mesh.settler().client(),
+        nodes: mesh
+            .nodes
+            .iter()
+            .map(|n| {
+                let role = if n.settler {
+                    "settler"
+                } else if n.provider.is_some() {
+                    "provider"
+                } else {
+                    "relay"
+                };
+                (n.api_url.clone(), role)
+            })
+            .collect(),
+        providers: mesh
+            .providers()
+            .filter_map(|n| n.provider.as_ref().map(|p| (n.key.to_hex(), p.cpu_per_core)))
+            .collect(),
+        dir: mesh.dir.clone(),
+        tenant,
+        address,
+        denom,
+        chain_client,
+        build_time,
+    };
+    lock()?.mesh = Some(mesh);
     progress(&format!(
         "mesh ready: settler {}, tenant talks to {}",
-        settler.base(),
-        tenant_node.base()
+        launched.settler.base(),
+        launched.tenant_node.base()
     ));
+    grant(&launched, slot, progress)?;
+    Ok(launched)
+}
 
-    if chain_client.is_none() {
+/// The tenant's spend grant to the settler: on the embedded ledger through the settler's API,
+/// on the devnet as an authz grant plus the binding of the order key to the chain account.
+fn grant(l: &Launched, slot: &MeshSlot, progress: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
+    if l.chain_client.is_none() {
         let limit = Coin::new("uakt", 100_000_000_000);
-        settle::grant(&settler, &tenant, &address, &limit).context("spend grant")?;
-        progress(&format!("tenant {}… granted the settler {limit}", &address[..16]));
-    } else {
-        let granted = slot
-            .lock()
-            .map_err(|_| anyhow!("demo slot poisoned"))?
-            .chain
-            .as_ref()
-            .map(|c| c.grant_and_bind(&settler, 0, &tenant, CHAIN_GRANT))
-            .transpose()
-            .context("grant on chain")?;
-        let tx = granted.as_ref().and_then(|g| g.get("tx_hash")).cloned().unwrap_or_default();
-        progress(&format!(
-            "tenant {address} granted the settler {CHAIN_GRANT} inj on chain (tx {tx}) and bound its order key to that account"
-        ));
+        settle::grant(&l.settler, &l.tenant, &l.address, &limit).context("spend grant")?;
+        progress(&format!("tenant {}… granted the settler {limit}", &l.address[..16]));
+        return Ok(());
     }
+    let granted = slot
+        .lock()
+        .map_err(|_| anyhow!("launch slot poisoned"))?
+        .chain
+        .as_ref()
+        .map(|c| c.grant_and_bind(&l.settler, 0, &l.tenant, CHAIN_GRANT))
+        .transpose()
+        .context("grant on chain")?;
+    let tx = granted.as_ref().and_then(|g| g.get("tx_hash")).cloned().unwrap_or_default();
+    progress(&format!(
+        "tenant {} granted the settler {CHAIN_GRANT} inj on chain (tx {tx}) and bound its order key to that account",
+        l.address
+    ));
+    Ok(())
+}
+
+/// Runs the demo. `slot` receives the mesh while it runs (so Ctrl-C can stop it);
+/// `progress` gets one line per step.
+pub fn run(
+    opts: &DemoOptions,
+    slot: &MeshSlot,
+    owner: &str,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<DemoReport> {
+    let started = Instant::now();
+    let sdl_text = std::fs::read_to_string(&opts.sdl)
+        .with_context(|| format!("cannot read {}", opts.sdl.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let launched = launch(&LaunchOptions::demo(opts.chain, owner, opts.keep), &rt, slot, progress)?;
+    let Launched {
+        tenant,
+        address,
+        denom,
+        chain_client,
+        dir,
+        settler,
+        tenant_node,
+        providers,
+        build_time: t_build,
+        ..
+    } = launched;
+    let sdl_text = with_denom(&sdl_text, &denom);
     let balance = |address: &str| -> anyhow::Result<u128> {
         match &chain_client {
             Some(c) => Ok(rt.block_on(c.balance(address, &denom))?),

@@ -576,6 +576,16 @@ impl Devnet {
         let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     }
 
+    /// Leaves the node running and its home on disk (for `up --keep-chain`): returns the
+    /// node's process id and home; nothing stops it afterwards.
+    pub fn detach(mut self) -> (Option<u32>, PathBuf) {
+        let pid = self.child.take().map(|c| c.id());
+        if let Some(t) = self._temp.take() {
+            let _ = t.keep();
+        }
+        (pid, self.home.clone())
+    }
+
     /// What `leasemesh-testnet devnet` prints.
     pub fn info_json(&self) -> Value {
         json!({

@@ -24,6 +24,11 @@ enum Command {
     /// testdata/demo.yaml through the client, fetch the page, close, settle, anchor, verify the
     /// lease proof; ends with one JSON line of timings. Cleans up even on Ctrl-C.
     Demo(leasemesh_testnet::demo::DemoArgs),
+    /// A local network to try `leasemesh` against: nodes, providers on Docker, a settler
+    /// (`--chain injective` for the devnet). Prints the node URLs, a funded tenant key file and
+    /// the `leasemesh` commands to deploy, list, read logs and close; runs until Ctrl-C, then
+    /// removes everything (`--keep-chain` leaves the devnet up).
+    Up(leasemesh_testnet::up::UpArgs),
     /// Start a fresh one-validator Injective chain on loopback, print its RPC URL, chain id and
     /// funded accounts (with their secp256k1 secrets) as JSON, and run until Ctrl-C.
     /// Needs `injectived` on PATH: run scripts/install-chain.sh.
@@ -146,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Demo(args) => leasemesh_testnet::demo::main(args.into_options()?).await,
+        Command::Up(args) => leasemesh_testnet::up::main(args).await,
         Command::Devnet { dir, accounts, block_time_ms } => {
             run_devnet(dir, accounts, block_time_ms).await
         }

@@ -460,32 +460,39 @@ pub fn provider_address(n: &NodeProc) -> String {
 ///
 /// `rebuild = false` (tests) only builds when the binary is missing.
 pub fn node_binary(rebuild: bool, progress: &mut dyn FnMut(&str)) -> anyhow::Result<PathBuf> {
+    workspace_binary("leasemesh-node", "leasemesh-node", rebuild, progress)
+}
+
+/// The binary `bin` of workspace package `package`, found and built like [`node_binary`].
+pub fn workspace_binary(
+    package: &str,
+    bin_name: &str,
+    rebuild: bool,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().ok_or_else(|| anyhow!("no directory for {}", exe.display()))?;
     // Test binaries live in target/<profile>/deps.
     let dir = if dir.ends_with("deps") { dir.parent().unwrap_or(dir) } else { dir };
-    let bin = dir.join("leasemesh-node");
+    let bin = dir.join(bin_name);
     let release = dir.file_name().is_some_and(|n| n == "release");
     let cargo = std::env::var_os("CARGO");
     if (rebuild && cargo.is_some()) || !bin.exists() {
         let cargo = cargo.unwrap_or_else(|| "cargo".into());
-        progress(&format!("building leasemesh-node ({})", if release { "release" } else { "dev" }));
+        progress(&format!("building {bin_name} ({})", if release { "release" } else { "dev" }));
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "leasemesh-node", "--bin", "leasemesh-node"]);
+        cmd.args(["build", "-p", package, "--bin", bin_name]);
         if release {
             cmd.arg("--release");
         }
         cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        let st = cmd.status().context("cannot run cargo to build leasemesh-node")?;
+        let st = cmd.status().with_context(|| format!("cannot run cargo to build {bin_name}"))?;
         if !st.success() {
-            bail!("cargo build -p leasemesh-node failed");
+            bail!("cargo build -p {package} --bin {bin_name} failed");
         }
     }
     if !bin.exists() {
-        bail!(
-            "{} is missing; build it with cargo build --release -p leasemesh-node",
-            bin.display()
-        );
+        bail!("{} is missing; build it with cargo build --release -p {package}", bin.display());
     }
     Ok(bin)
 }
