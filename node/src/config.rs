@@ -106,8 +106,12 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines (`text` is accepted too); colour only on a terminal.
     #[default]
+    #[serde(alias = "text")]
+    #[value(alias = "text")]
     Plain,
+    /// One JSON object per line.
     Json,
 }
 

@@ -44,7 +44,7 @@ enum Cmd {
     Run {
         #[arg(long)]
         home: PathBuf,
-        /// Log format; overrides the config.
+        /// Log format, `plain` (alias `text`) or `json`; overrides the config `[log] format`.
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
         /// HTTP API address; overrides the config.
@@ -62,7 +62,12 @@ enum Cmd {
 fn init_logs(format: LogFormat, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // No ANSI colour codes in log files, journald or pipes: only when stderr is a terminal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Plain => builder.init(),
