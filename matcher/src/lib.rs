@@ -24,9 +24,15 @@
 //! The objective the rule approximates, and that [`exact`] solves exactly for small markets, is
 //! documented in [`exact`].
 //!
+//! Around it, the market's clock and checks: [`epoch`] (which epoch an order belongs to, who
+//! leads it, when a fallback may take over) and [`batch_check`] (the inputs of an epoch, and
+//! the check every node applies to a leader's match batch).
+//!
 //! This crate must not do I/O, read clocks (other than the bench binary), use floats for
 //! anything that reaches the outcome, or iterate hash maps into results.
 
+pub mod batch_check;
+pub mod epoch;
 pub mod exact;
 pub mod greedy;
 pub mod input;

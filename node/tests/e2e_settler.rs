@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use leasemesh_node::settler::epoch::{self, EpochClock};
+use leasemesh_matcher::epoch::{self, EpochClock};
 use leasemesh_node::settler::genesis::{Genesis, GenesisBalance, GenesisGrant, SettlementGenesis};
 use leasemesh_protocol::{
     samples, Bid, CloseReason, Coin, Keypair, LeaseEvent, LeaseEventKind, MatchBatch, Order,

@@ -231,7 +231,7 @@ fn write_genesis(home: &std::path::Path) -> std::path::PathBuf {
 /// The epoch's batch as its leader would make it: the matcher over the node's own inputs,
 /// once the epoch has closed.
 async fn matched_batch(node: &leasemesh_node::Node, order: &Signed<Order>) -> Signed<MatchBatch> {
-    use leasemesh_node::settler::{epoch::EpochClock, matching};
+    use leasemesh_matcher::{batch_check as matching, epoch::EpochClock};
     let clock = EpochClock { epoch_ms: EPOCH_MS, settle_delay_ms: 0, leader_timeout_ms: 2_000 };
     let e = clock.order_epoch(&order.body);
     let wait = clock.end_ms(e).saturating_sub(leasemesh_node::now_ms()) + 50;

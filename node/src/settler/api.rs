@@ -32,8 +32,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::settle::{settler_address, SpendGrant};
-use super::{epoch, Shared};
+use super::Shared;
 use crate::now_ms;
+use leasemesh_matcher::epoch;
 
 pub(super) fn error(status: StatusCode, code: &str, detail: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": code, "detail": detail.to_string() }))).into_response()

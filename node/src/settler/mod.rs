@@ -15,15 +15,15 @@
 //! ([`settle`]): accrual from lease events and heartbeats, batches anchored on the embedded
 //! ledger through the journal.
 //!
-//! Files: [`genesis`] (the network file), [`epoch`] (the clock and leader choice, pure),
-//! [`matching`] (gather, build, check; pure), [`settle`] (settlement), [`api`] (routes).
+//! Files: [`genesis`] (the network file), [`settle`] (settlement), [`api`] (routes). The rules
+//! they apply live in the library crates, without I/O: the clock and leader choice in
+//! [`leasemesh_matcher::epoch`], gathering, building and checking a match batch in
+//! [`leasemesh_matcher::batch_check`].
 //!
 //! Not here: the Cosmos backend is not wired yet (a genesis asking for it is refused at start).
 
 pub mod api;
-pub mod epoch;
 pub mod genesis;
-pub mod matching;
 pub mod settle;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,9 +48,9 @@ use crate::net::sync::{SyncKind, SyncRequest, SyncResponse, SYNC_FETCH_LIMIT};
 use crate::node::Node;
 use crate::now_ms;
 use crate::store::Store;
-use epoch::EpochClock;
 use genesis::{Backend, Genesis};
-use matching::{check_batch, CheckError, Inputs, Missing};
+use leasemesh_matcher::batch_check::{self as matching, check_batch, CheckError, Inputs, Missing};
+use leasemesh_matcher::epoch::{self, EpochClock};
 use settle::Settlement;
 
 /// How long a batch check waits for missing inputs to arrive from peers.

@@ -6,7 +6,7 @@
 //! - for every provider that bid, its provider info with the highest sequence among those
 //!   created no later than the end of `e` (the capacity it declared as the epoch closed).
 //!
-//! A node accepts a batch only if its signer may lead the epoch (see [`super::epoch`]), every
+//! A node accepts a batch only if its signer may lead the epoch (see [`crate::epoch`]), every
 //! input it names belongs to the epoch by those rules, and the matcher, re-run on exactly the
 //! named inputs, gives the same awards and outcome digest. Inputs the node lacks are reported
 //! as [`CheckError::Missing`] so the caller can fetch them by id and check again.
@@ -15,12 +15,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use leasemesh_matcher::{match_epoch, verify_batch, EpochInput, MismatchError};
 use leasemesh_protocol::{
     Bid, Id, Keypair, MatchBatch, Order, ProviderInfo, PublicKey, Signed, BPS_ONE,
 };
 
-use super::epoch::{check_turn, EpochClock, TurnError};
+use crate::epoch::{check_turn, EpochClock, TurnError};
+use crate::{match_epoch, verify_batch, EpochInput, MismatchError};
 
 /// Where a check looks inputs up by id.
 pub trait Inputs {
@@ -230,20 +230,21 @@ pub fn check_batch(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use std::collections::HashMap;
 
     use super::*;
     use leasemesh_protocol::{samples, Coin};
 
-    pub const CLOCK: EpochClock =
+    const CLOCK: EpochClock =
         EpochClock { epoch_ms: 1000, settle_delay_ms: 300, leader_timeout_ms: 2000 };
 
     #[derive(Default)]
-    pub struct Bag {
-        pub orders: HashMap<Id, Signed<Order>>,
-        pub bids: HashMap<Id, Signed<Bid>>,
-        pub infos: HashMap<Id, Signed<ProviderInfo>>,
+    struct Bag {
+        orders: HashMap<Id, Signed<Order>>,
+        bids: HashMap<Id, Signed<Bid>>,
+        infos: HashMap<Id, Signed<ProviderInfo>>,
     }
 
     impl Inputs for Bag {
@@ -259,7 +260,7 @@ pub(crate) mod tests {
     }
 
     /// One order, three providers bidding 300, 100 (cheapest) and 200.
-    pub fn market() -> (Bag, Signed<Order>) {
+    fn market() -> (Bag, Signed<Order>) {
         let order = samples::signed_order();
         let close = order.body.auction_closes_at_ms();
         let mut bag = Bag::default();
@@ -282,7 +283,7 @@ pub(crate) mod tests {
         (bag, order)
     }
 
-    pub fn gather_from(bag: &Bag, e: u64) -> EpochInputs {
+    fn gather_from(bag: &Bag, e: u64) -> EpochInputs {
         gather(
             &CLOCK,
             e,

@@ -101,6 +101,7 @@ pub fn check_turn(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use leasemesh_protocol::{samples, Keypair};
 
