@@ -22,11 +22,17 @@ use leasemesh_protocol::{
 use crate::epoch::{check_turn, EpochClock, TurnError};
 use crate::{match_epoch, verify_batch, EpochInput, MismatchError};
 
-/// Where a check looks inputs up by id.
+/// The inputs could not be read (a store error): the batch is neither accepted nor judged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read the batch's inputs: {0}")]
+pub struct InputsError(pub String);
+
+/// Where a check looks inputs up by id. `Ok(None)`: not held here (the caller may fetch it);
+/// `Err`: the lookup failed, which is not the same as missing.
 pub trait Inputs {
-    fn order(&self, id: &Id) -> Option<Signed<Order>>;
-    fn bid(&self, id: &Id) -> Option<Signed<Bid>>;
-    fn provider_info(&self, id: &Id) -> Option<Signed<ProviderInfo>>;
+    fn order(&self, id: &Id) -> Result<Option<Signed<Order>>, InputsError>;
+    fn bid(&self, id: &Id) -> Result<Option<Signed<Bid>>, InputsError>;
+    fn provider_info(&self, id: &Id) -> Result<Option<Signed<ProviderInfo>>, InputsError>;
 }
 
 /// Whether a bid counts for its order's auction: made by the close, still valid at it.
@@ -58,14 +64,14 @@ impl EpochInputs {
 }
 
 /// Picks epoch `e`'s inputs from candidates: `orders` (any), `bids_of(order id)`, and
-/// `snapshot_as_of(provider, ms)`.
-pub fn gather(
+/// `snapshot_as_of(provider, ms)`. The first lookup that fails fails the gathering.
+pub fn gather<E>(
     clock: &EpochClock,
     e: u64,
     orders: Vec<Signed<Order>>,
-    bids_of: impl Fn(&Id) -> Vec<Signed<Bid>>,
-    snapshot_as_of: impl Fn(&PublicKey, u64) -> Option<Signed<ProviderInfo>>,
-) -> EpochInputs {
+    mut bids_of: impl FnMut(&Id) -> Result<Vec<Signed<Bid>>, E>,
+    mut snapshot_as_of: impl FnMut(&PublicKey, u64) -> Result<Option<Signed<ProviderInfo>>, E>,
+) -> Result<EpochInputs, E> {
     let mut out = EpochInputs::default();
     let mut providers = BTreeSet::new();
     for o in orders {
@@ -73,7 +79,7 @@ pub fn gather(
             continue;
         }
         let id = o.id();
-        for b in bids_of(&id) {
+        for b in bids_of(&id)? {
             if b.body.order_id == id && bid_counts(&o.body, &b.body) {
                 providers.insert(b.body.provider);
                 out.bids.push(b);
@@ -82,8 +88,12 @@ pub fn gather(
         out.orders.push(o);
     }
     let end = clock.end_ms(e);
-    out.provider_infos = providers.iter().filter_map(|p| snapshot_as_of(p, end)).collect();
-    out
+    for p in &providers {
+        if let Some(info) = snapshot_as_of(p, end)? {
+            out.provider_infos.push(info);
+        }
+    }
+    Ok(out)
 }
 
 /// Runs the matcher and signs the epoch's batch.
@@ -136,6 +146,8 @@ impl Missing {
 pub enum CheckError {
     #[error(transparent)]
     Turn(#[from] TurnError),
+    #[error(transparent)]
+    Inputs(#[from] InputsError),
     #[error("{} inputs are missing here ({} orders, {} bids, {} provider infos)", .0.total(), .0.orders.len(), .0.bids.len(), .0.provider_infos.len())]
     Missing(Missing),
     #[error("order {order} closes in epoch {order_epoch}, not in the batch's epoch {epoch}")]
@@ -157,6 +169,7 @@ impl CheckError {
             CheckError::Turn(TurnError::NotASettler { .. }) => "not_a_settler",
             CheckError::Turn(_) => "too_early",
             CheckError::Missing(_) => "missing_inputs",
+            CheckError::Inputs(_) => "inputs_unreadable",
             CheckError::OrderEpoch { .. } => "order_epoch",
             CheckError::BidOutOfAuction { .. } => "bid_out_of_auction",
             CheckError::SnapshotAfterClose { .. } => "snapshot_after_close",
@@ -181,19 +194,19 @@ pub fn check_batch(
     let mut missing = Missing::default();
     let mut have = EpochInputs::default();
     for id in &b.order_ids {
-        match inputs.order(id) {
+        match inputs.order(id)? {
             Some(o) => have.orders.push(o),
             None => missing.orders.push(*id),
         }
     }
     for id in &b.bid_ids {
-        match inputs.bid(id) {
+        match inputs.bid(id)? {
             Some(x) => have.bids.push(x),
             None => missing.bids.push(*id),
         }
     }
     for id in &b.provider_info_ids {
-        match inputs.provider_info(id) {
+        match inputs.provider_info(id)? {
             Some(x) => have.provider_infos.push(x),
             None => missing.provider_infos.push(*id),
         }
@@ -248,14 +261,29 @@ mod tests {
     }
 
     impl Inputs for Bag {
-        fn order(&self, id: &Id) -> Option<Signed<Order>> {
-            self.orders.get(id).cloned()
+        fn order(&self, id: &Id) -> Result<Option<Signed<Order>>, InputsError> {
+            Ok(self.orders.get(id).cloned())
         }
-        fn bid(&self, id: &Id) -> Option<Signed<Bid>> {
-            self.bids.get(id).cloned()
+        fn bid(&self, id: &Id) -> Result<Option<Signed<Bid>>, InputsError> {
+            Ok(self.bids.get(id).cloned())
         }
-        fn provider_info(&self, id: &Id) -> Option<Signed<ProviderInfo>> {
-            self.infos.get(id).cloned()
+        fn provider_info(&self, id: &Id) -> Result<Option<Signed<ProviderInfo>>, InputsError> {
+            Ok(self.infos.get(id).cloned())
+        }
+    }
+
+    /// A store that fails every read.
+    struct Broken;
+
+    impl Inputs for Broken {
+        fn order(&self, _: &Id) -> Result<Option<Signed<Order>>, InputsError> {
+            Err(InputsError("disk on fire".into()))
+        }
+        fn bid(&self, _: &Id) -> Result<Option<Signed<Bid>>, InputsError> {
+            Err(InputsError("disk on fire".into()))
+        }
+        fn provider_info(&self, _: &Id) -> Result<Option<Signed<ProviderInfo>>, InputsError> {
+            Err(InputsError("disk on fire".into()))
         }
     }
 
@@ -284,19 +312,21 @@ mod tests {
     }
 
     fn gather_from(bag: &Bag, e: u64) -> EpochInputs {
-        gather(
+        let r: Result<EpochInputs, InputsError> = gather(
             &CLOCK,
             e,
             bag.orders.values().cloned().collect(),
-            |id| bag.bids.values().filter(|b| b.body.order_id == *id).cloned().collect(),
+            |id| Ok(bag.bids.values().filter(|b| b.body.order_id == *id).cloned().collect()),
             |p, at| {
-                bag.infos
+                Ok(bag
+                    .infos
                     .values()
                     .filter(|i| i.body.provider == *p && i.body.created_at_ms <= at)
                     .max_by_key(|i| i.body.sequence)
-                    .cloned()
+                    .cloned())
             },
-        )
+        );
+        r.unwrap()
     }
 
     #[test]
@@ -350,6 +380,20 @@ mod tests {
             Err(CheckError::Missing(m)) => assert_eq!((m.orders.len(), m.bids.len()), (0, 3)),
             other => panic!("{other:?}"),
         }
+
+        // A store that cannot be read is not a store that lacks the inputs.
+        match check_batch(&CLOCK, &settlers, &good, &Broken, now) {
+            Err(CheckError::Inputs(e)) => assert!(e.0.contains("disk on fire")),
+            other => panic!("{other:?}"),
+        }
+        let failing: Result<EpochInputs, &str> = gather(
+            &CLOCK,
+            e,
+            bag.orders.values().cloned().collect(),
+            |_| Err("bids unreadable"),
+            |_, _| Ok(None),
+        );
+        assert_eq!(failing, Err("bids unreadable"));
 
         // The wrong epoch.
         let mut body = good.body.clone();

@@ -241,9 +241,10 @@ async fn matched_batch(node: &leasemesh_node::Node, order: &Signed<Order>) -> Si
         &clock,
         e,
         vec![order.clone()],
-        |id| store.bids_for_order(id).unwrap_or_default(),
-        |p, at| store.provider_info_as_of(p, at).ok().flatten(),
-    );
+        |id| store.bids_for_order(id),
+        |p, at| store.provider_info_as_of(p, at),
+    )
+    .expect("the store reads");
     matching::build_batch(&samples::settler_key(), e, Hash::ZERO, leasemesh_node::now_ms(), &inputs)
 }
 

@@ -17,7 +17,7 @@
 //!   signature_b64, tenant_key_hex}`, an ADR-036 signature by the address's chain key binding it
 //!   to the tenant's ed25519 key → 201 `{address, tenant_key_hex, pubkey_hex, signature_b64}`;
 //!   400 malformed, 422 does not verify, 409 already bound to another key, 400
-//!   `not_a_chain_backend` on the embedded ledger. See [`super::settle::tenant_bindings`].
+//!   `not_a_chain_backend` on the embedded ledger. See [`super::bindings`].
 //! - `GET /v1/ledger/bindings/{address}`: the stored binding, 404 when there is none.
 
 use std::sync::Arc;
@@ -28,15 +28,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use leasemesh_protocol::{Hash, Signed};
+use leasemesh_settlement::control::BindError;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::settle::{settler_address, SpendGrant};
 use super::Shared;
 use crate::now_ms;
 use leasemesh_matcher::epoch;
 
-pub(super) fn error(status: StatusCode, code: &str, detail: impl std::fmt::Display) -> Response {
+fn error(status: StatusCode, code: &str, detail: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": code, "detail": detail.to_string() }))).into_response()
 }
 
@@ -50,11 +51,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/ledger/entries/{hash}", get(ledger_entry))
         .route("/v1/ledger/grants", post(post_grant))
         .route("/v1/ledger/grants/{tenant}/{denom}", get(get_grant))
-        .route("/v1/ledger/bindings", post(super::settle::tenant_bindings::api::post_binding))
-        .route(
-            "/v1/ledger/bindings/{address}",
-            get(super::settle::tenant_bindings::api::get_binding),
-        )
+        .route("/v1/ledger/bindings", post(post_binding))
+        .route("/v1/ledger/bindings/{address}", get(get_binding))
         .with_state(shared)
 }
 
@@ -100,8 +98,12 @@ async fn batch_for_epoch(State(s): State<Arc<Shared>>, Path(e): Path<u64>) -> Re
     }
 }
 
-async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
+async fn status(State(s): State<Arc<Shared>>) -> Response {
     let now = now_ms();
+    let last_batch = match s.last_batch() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+    };
     let e = s.clock.epoch_of(now);
     let rejected: u64 = {
         // Family has no sum; the labels we use are few.
@@ -116,6 +118,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
             "inputs_mismatch",
             "awards_mismatch",
             "digest_mismatch",
+            "inputs_unreadable",
             "epoch_taken",
         ]
         .iter()
@@ -129,7 +132,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
     };
     // The settlement settler knows its backend address (a chain account on Cosmos).
     let settlement_address = match &s.settlement {
-        Some(m) => Some(m.lock().await.address()),
+        Some(m) => Some(m.address()),
         None => s.genesis.settlement_settler().map(settler_address),
     };
     Json(json!({
@@ -142,7 +145,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
         "now_ms": now,
         "epoch": e,
         "leader": epoch::settler_at(&s.genesis.settlers, e, 0),
-        "last_batch": s.last_batch(),
+        "last_batch": last_batch,
         "batches_published": s.metrics.batches_published.get(),
         "batches_accepted": s.metrics.batches_accepted.get(),
         "batches_rejected": rejected,
@@ -153,9 +156,10 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
         // fee_denom, gas_price), for clients that grant and bind on the chain.
         "settlement_chain": s.genesis.settlement.cosmos,
     }))
+    .into_response()
 }
 
-pub(super) fn not_settler() -> Response {
+fn not_settler() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "not_the_settlement_settler",
@@ -169,10 +173,7 @@ async fn lease_proof(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Re
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_id", e),
     };
     let Some(settlement) = &s.settlement else { return not_settler() };
-    let (proofs, shortfall) = {
-        let s = settlement.lock().await;
-        (s.proofs(&id), s.shortfall(&id))
-    };
+    let (proofs, shortfall) = (settlement.proofs(&id), settlement.shortfall(&id));
     match (proofs, shortfall) {
         (Ok(p), _) if p.is_empty() => error(
             StatusCode::NOT_FOUND,
@@ -189,7 +190,7 @@ async fn lease_proof(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Re
 
 async fn balances(State(s): State<Arc<Shared>>, Path(address): Path<String>) -> Response {
     let Some(settlement) = &s.settlement else { return not_settler() };
-    let b = settlement.lock().await.balances(&address).await;
+    let b = settlement.balances(&address).await;
     match b {
         Ok(b) => Json(json!({ "address": address, "balances": b })).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
@@ -204,7 +205,7 @@ async fn ledger_entry(State(s): State<Arc<Shared>>, Path(hash): Path<String>) ->
     if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
         return error(StatusCode::BAD_REQUEST, "bad_hash", "an entry hash is 64 hex characters");
     }
-    let entry = settlement.lock().await.ledger_entry(&hash);
+    let entry = settlement.ledger_entry(&hash);
     match entry {
         Ok(Some(e)) => Json(json!({
             "hash": hash,
@@ -234,7 +235,7 @@ async fn post_grant(State(s): State<Arc<Shared>>, Json(body): Json<GrantBody>) -
         Ok(g) => g,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e),
     };
-    let applied = settlement.lock().await.apply_grant(&grant);
+    let applied = settlement.apply_grant(&grant);
     match applied {
         Ok(()) => (
             StatusCode::CREATED,
@@ -255,12 +256,71 @@ async fn get_grant(
     Path((tenant, denom)): Path<(String, String)>,
 ) -> Response {
     let Some(settlement) = &s.settlement else { return not_settler() };
-    let g = settlement.lock().await.grant_left(&tenant, &denom);
+    let g = settlement.grant_left(&tenant, &denom);
     match g {
         Ok(l) => Json(
             json!({ "tenant_address": tenant, "denom": denom, "limit": l.map(|x| x.to_string()) }),
         )
         .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+    }
+}
+
+fn binding_refused(e: &BindError) -> Response {
+    let (status, code) = match e {
+        BindError::NotAChain => (StatusCode::BAD_REQUEST, "not_a_chain_backend"),
+        #[cfg(feature = "cosmos")]
+        BindError::Invalid(b) => {
+            use leasemesh_protocol::binding::BindingError as B;
+            match b {
+                B::AddressMismatch { .. } | B::BadSignature | B::HighS => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "binding_does_not_verify")
+                }
+                _ => (StatusCode::BAD_REQUEST, "bad_binding"),
+            }
+        }
+        BindError::WrongPrefix { .. } => (StatusCode::BAD_REQUEST, "wrong_chain_prefix"),
+        BindError::AlreadyBound { .. } => (StatusCode::CONFLICT, "already_bound"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    error(status, code, e)
+}
+
+/// `POST /v1/ledger/bindings`.
+async fn post_binding(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let Some(settlement) = &s.settlement else { return not_settler() };
+    let bindings = settlement.bindings();
+    if !bindings.takes_bindings() {
+        return binding_refused(&BindError::NotAChain);
+    }
+    #[cfg(feature = "cosmos")]
+    {
+        let req: leasemesh_protocol::binding::BindingRequest = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e),
+        };
+        match bindings.bind(&req) {
+            Ok(b) => (StatusCode::CREATED, Json(json!(b))).into_response(),
+            Err(e) => binding_refused(&e),
+        }
+    }
+    #[cfg(not(feature = "cosmos"))]
+    {
+        let _ = body;
+        binding_refused(&BindError::NotAChain)
+    }
+}
+
+/// `GET /v1/ledger/bindings/{address}`.
+async fn get_binding(State(s): State<Arc<Shared>>, Path(address): Path<String>) -> Response {
+    let Some(settlement) = &s.settlement else { return not_settler() };
+    match settlement.bindings().get(&address) {
+        Ok(Some(b)) => Json(json!(b)).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not_bound",
+            format!("no tenant key is bound to {address}"),
+        ),
+        Err(e) => binding_refused(&e),
     }
 }

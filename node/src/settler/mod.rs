@@ -23,6 +23,7 @@
 //! Not here: the Cosmos backend is not wired yet (a genesis asking for it is refused at start).
 
 pub mod api;
+pub mod bindings;
 pub mod genesis;
 pub mod settle;
 
@@ -38,7 +39,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc, watch, Mutex};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::events::NodeEvent;
@@ -49,7 +50,9 @@ use crate::node::Node;
 use crate::now_ms;
 use crate::store::Store;
 use genesis::{Backend, Genesis};
-use leasemesh_matcher::batch_check::{self as matching, check_batch, CheckError, Inputs, Missing};
+use leasemesh_matcher::batch_check::{
+    self as matching, check_batch, CheckError, Inputs, InputsError, Missing,
+};
 use leasemesh_matcher::epoch::{self, EpochClock};
 use settle::Settlement;
 
@@ -269,27 +272,40 @@ pub struct Shared {
     meta: sled::Tree,
     fetch_tx: mpsc::Sender<FetchJob>,
     /// The settlement settler's state; `None` on other nodes.
-    pub settlement: Option<Mutex<Settlement>>,
+    pub settlement: Option<Settlement>,
 }
 
 const LAST_BATCH: &[u8] = b"last_batch";
 
+/// The settler's index of accepted batches could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    #[error("settler index: {0}")]
+    Db(#[from] sled::Error),
+    #[error("settler index: the {what} record holds {len} bytes, not a 32-byte batch id")]
+    Corrupt { what: &'static str, len: usize },
+}
+
+fn batch_id(what: &'static str, v: &[u8]) -> Result<Id, IndexError> {
+    <[u8; 32]>::try_from(v)
+        .map(leasemesh_protocol::Hash)
+        .map_err(|_| IndexError::Corrupt { what, len: v.len() })
+}
+
 impl Shared {
     /// The batch accepted for epoch `e`.
-    pub fn batch_id_for_epoch(&self, e: u64) -> Result<Option<Id>, sled::Error> {
-        Ok(self
-            .by_epoch
-            .get(e.to_be_bytes())?
-            .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok().map(leasemesh_protocol::Hash)))
+    pub fn batch_id_for_epoch(&self, e: u64) -> Result<Option<Id>, IndexError> {
+        self.by_epoch.get(e.to_be_bytes())?.map(|v| batch_id("epoch", &v)).transpose()
     }
 
-    fn last_batch(&self) -> Id {
-        self.meta
-            .get(LAST_BATCH)
-            .ok()
-            .flatten()
-            .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok().map(leasemesh_protocol::Hash))
-            .unwrap_or(leasemesh_protocol::Hash::ZERO)
+    /// The latest accepted batch ([`leasemesh_protocol::Hash::ZERO`] before the first). A
+    /// record that cannot be read is an error, never the start of the chain again.
+    pub fn last_batch(&self) -> Result<Id, IndexError> {
+        match self.meta.get(LAST_BATCH)? {
+            Some(v) => batch_id("last batch", &v),
+            None => Ok(leasemesh_protocol::Hash::ZERO),
+        }
     }
 
     fn reject(
@@ -317,15 +333,19 @@ impl Shared {
 
 struct StoreInputs<'a>(&'a Store);
 
+fn unreadable(e: crate::store::StoreError) -> InputsError {
+    InputsError(e.to_string())
+}
+
 impl Inputs for StoreInputs<'_> {
-    fn order(&self, id: &Id) -> Option<Signed<Order>> {
-        self.0.order(id).ok().flatten()
+    fn order(&self, id: &Id) -> Result<Option<Signed<Order>>, InputsError> {
+        self.0.order(id).map_err(unreadable)
     }
-    fn bid(&self, id: &Id) -> Option<Signed<Bid>> {
-        self.0.bid(id).ok().flatten()
+    fn bid(&self, id: &Id) -> Result<Option<Signed<Bid>>, InputsError> {
+        self.0.bid(id).map_err(unreadable)
     }
-    fn provider_info(&self, id: &Id) -> Option<Signed<ProviderInfo>> {
-        self.0.provider_info_by_id(id).ok().flatten()
+    fn provider_info(&self, id: &Id) -> Result<Option<Signed<ProviderInfo>>, InputsError> {
+        self.0.provider_info_by_id(id).map_err(unreadable)
     }
 }
 
@@ -352,6 +372,7 @@ impl BatchCheck for Check {
             // Inputs nobody could give us: plausible, not provably wrong, so only ignored.
             let reason = match &e {
                 CheckError::Missing(_) => Reason::UnknownOrder,
+                CheckError::Inputs(_) => Reason::Store,
                 CheckError::Turn(epoch::TurnError::NotASettler { .. }) => Reason::WrongSigner,
                 _ => Reason::BatchMismatch,
             };
@@ -380,8 +401,12 @@ impl BatchCheck for Check {
                 return Err(BatchRefusal { reason: Reason::Store, detail: format!("store: {e}") })
             }
         }
+        // Not recorded: refused, so the batch comes again (its epoch entry is the same id then).
         if let Err(e) = s.meta.insert(LAST_BATCH, id.as_bytes().as_slice()) {
-            tracing::warn!(error = %e, "cannot record the last batch");
+            return Err(BatchRefusal {
+                reason: Reason::Store,
+                detail: format!("cannot record the last batch: {e}"),
+            });
         }
         s.metrics.batches_accepted.inc();
         tracing::info!(epoch = batch.body.epoch, batch = %id.short(), awards = batch.body.awards.len(), digest = %batch.body.outcome_digest.short(), "match batch accepted");
@@ -431,7 +456,7 @@ impl Settler {
             if genesis.settlement.backend != Backend::Local {
                 return Err(SettlerError::Backend(genesis.settlement.backend));
             }
-            Some(Mutex::new(
+            Some(
                 Settlement::open(
                     &path,
                     key.clone(),
@@ -440,7 +465,7 @@ impl Settler {
                     chain,
                 )
                 .await?,
-            ))
+            )
         } else {
             None
         };
@@ -512,10 +537,17 @@ pub fn prune_history(store: &Store, before_ms: u64) -> Result<usize, crate::stor
         if let Some((pk, pid)) = prev.take() {
             let same_provider = pk.get(..32) == k.get(..32);
             if same_provider {
-                let old = history
-                    .get(&pid)?
-                    .and_then(|v| Signed::<ProviderInfo>::decode(&v).ok())
-                    .is_none_or(|i| i.body.created_at_ms < before_ms);
+                // A snapshot that is gone or does not decode is dropped as old, and said so.
+                let old = match history.get(&pid)? {
+                    None => true,
+                    Some(v) => match Signed::<ProviderInfo>::decode(&v) {
+                        Ok(i) => i.body.created_at_ms < before_ms,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "undecodable provider snapshot pruned");
+                            true
+                        }
+                    },
+                };
                 if old {
                     history.remove(&pid)?;
                     by_seq.remove(&pk)?;
@@ -527,9 +559,11 @@ pub fn prune_history(store: &Store, before_ms: u64) -> Result<usize, crate::stor
     }
     for kv in beats.iter() {
         let (k, _) = kv?;
-        let at =
-            k.get(32..40).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
-        if at < before_ms {
+        let at = k.get(32..40).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
+        if at.is_none() {
+            tracing::warn!(len = k.len(), "malformed heartbeat-time key pruned");
+        }
+        if at.is_none_or(|at| at < before_ms) {
             beats.remove(&k)?;
             removed += 1;
         }
@@ -594,7 +628,7 @@ async fn fetch_missing(store: &Store, net: &NetworkHandle, mut missing: Missing)
             for bytes in objects(net, peer, req).await {
                 if let Ok(o) = Signed::<Order>::decode_verified(&bytes) {
                     let id = o.id();
-                    if missing.orders.contains(&id) && store.put_order(&id, &bytes).is_ok() {
+                    if missing.orders.contains(&id) && stored(store.put_order(&id, &bytes)) {
                         missing.orders.retain(|x| *x != id);
                         got += 1;
                     }
@@ -606,7 +640,7 @@ async fn fetch_missing(store: &Store, net: &NetworkHandle, mut missing: Missing)
             for bytes in objects(net, peer, req).await {
                 if let Ok(p) = Signed::<ProviderInfo>::decode_verified(&bytes) {
                     let id = p.id();
-                    if missing.provider_infos.contains(&id) && store.put_provider_info(&p).is_ok() {
+                    if missing.provider_infos.contains(&id) && stored(store.put_provider_info(&p)) {
                         missing.provider_infos.retain(|x| *x != id);
                         got += 1;
                     }
@@ -621,9 +655,17 @@ async fn fetch_missing(store: &Store, net: &NetworkHandle, mut missing: Missing)
                 if !missing.bids.contains(&id) {
                     continue;
                 }
-                let Ok(Some(order)) = store.order(&b.body.order_id) else { continue };
+                let order = match store.order(&b.body.order_id) {
+                    Ok(Some(o)) => o,
+                    // Orders come first: a bid whose order did not arrive is not ours to judge.
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read a fetched bid's order");
+                        continue;
+                    }
+                };
                 if b.body.check_against(&b.body.order_id, &order.body).is_ok()
-                    && store.put_bid(&id, &b.body.order_id, &bytes).is_ok()
+                    && stored(store.put_bid(&id, &b.body.order_id, &bytes))
                 {
                     missing.bids.retain(|x| *x != id);
                     got += 1;
@@ -632,6 +674,17 @@ async fn fetch_missing(store: &Store, net: &NetworkHandle, mut missing: Missing)
         }
     }
     got
+}
+
+/// Whether a fetched input was stored; a store error is logged, and the input stays missing.
+fn stored<T>(r: Result<T, crate::store::StoreError>) -> bool {
+    match r {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot store a fetched input");
+            false
+        }
+    }
 }
 
 async fn objects(net: &NetworkHandle, peer: PeerId, req: SyncRequest) -> Vec<Vec<u8>> {
@@ -705,9 +758,17 @@ pub async fn run_leader(node: Node, shared: Arc<Shared>, mut shutdown: watch::Re
                         index.by_epoch.remove(&e);
                         continue;
                     }
-                    if shared.batch_id_for_epoch(e).ok().flatten().is_some() {
-                        index.by_epoch.remove(&e);
-                        continue;
+                    match shared.batch_id_for_epoch(e) {
+                        Ok(Some(_)) => {
+                            index.by_epoch.remove(&e);
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(err) => {
+                            // Kept in the index: tried again next tick.
+                            tracing::error!(epoch = e, error = %err, "cannot tell whether the epoch has a batch");
+                            continue;
+                        }
                     }
                     let Some(rank) = epoch::rank_of(&shared.genesis.settlers, e, &me) else { break };
                     if clock.turn_starts_ms(e, rank) > now {
@@ -725,26 +786,42 @@ async fn publish_epoch(node: &Node, shared: &Arc<Shared>, e: u64, ids: BTreeSet<
     let store = node.store.clone();
     let clock = shared.clock;
     let gathered = tokio::task::spawn_blocking(move || {
-        let orders: Vec<Signed<Order>> =
-            ids.iter().filter_map(|id| store.order(id).ok().flatten()).collect();
+        let mut orders = Vec::new();
+        for id in &ids {
+            // An order the index names but the store lost is skipped; a failed read is not.
+            if let Some(o) = store.order(id)? {
+                orders.push(o);
+            }
+        }
         matching::gather(
             &clock,
             e,
             orders,
-            |id| store.bids_for_order(id).unwrap_or_default(),
-            |p, at| store.provider_info_as_of(p, at).ok().flatten(),
+            |id| store.bids_for_order(id),
+            |p, at| store.provider_info_as_of(p, at),
         )
     })
     .await;
     let inputs = match gathered {
-        Ok(i) if !i.is_empty() => i,
-        Ok(_) => return,
+        Ok(Ok(i)) if !i.is_empty() => i,
+        Ok(Ok(_)) => return,
+        Ok(Err(err)) => {
+            tracing::error!(epoch = e, error = %err, "cannot read the epoch's inputs: not published");
+            return;
+        }
         Err(err) => {
             tracing::error!(epoch = e, error = %err, "gathering the epoch's inputs failed");
             return;
         }
     };
-    let batch = matching::build_batch(&node.key, e, shared.last_batch(), now_ms(), &inputs);
+    let prev = match shared.last_batch() {
+        Ok(id) => id,
+        Err(err) => {
+            tracing::error!(epoch = e, error = %err, "cannot read the last batch: not published");
+            return;
+        }
+    };
+    let batch = matching::build_batch(&node.key, e, prev, now_ms(), &inputs);
     let id = batch.id();
     let awards = batch.body.awards.len();
     match node.submit(Kind::MatchBatch, batch.encode()).await {
@@ -778,8 +855,7 @@ pub async fn run_settlement(node: Node, shared: Arc<Shared>, mut shutdown: watch
             },
             _ = tick.tick() => {}
         }
-        let mut s = settlement.lock().await;
-        match s.settle_once(&node.store, now_ms()).await {
+        match settlement.settle_once(&node.store, now_ms()).await {
             Ok(Some(_)) => {
                 shared.metrics.settlements_anchored.inc();
             }
@@ -792,8 +868,7 @@ pub async fn run_settlement(node: Node, shared: Arc<Shared>, mut shutdown: watch
         // Leases closed for lack of funds or provider silence: the signed closes go out like any
         // lease event (the provider stops the containers); kept and retried until the store
         // holds them.
-        let closes = s.closes_to_publish(&node.store);
-        drop(s);
+        let closes = settlement.closes_to_publish(&node.store);
         for ev in closes.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read the closes to publish");
             Vec::new()
@@ -849,6 +924,46 @@ mod tests {
         let mut bad = genesis.clone();
         bad.settlement.cosmos.as_mut().unwrap().insert("rpc".into(), "x".into());
         assert!(cosmos_backend(dir.path(), &cfg, &bad).is_err(), "unknown keys are refused");
+    }
+
+    /// A last-batch record that does not hold a batch id is an error for the leader and the
+    /// status route, not a chain that starts again at zero.
+    #[test]
+    fn a_corrupt_last_batch_record_is_an_error_not_zero() {
+        let store = Store::temporary().unwrap();
+        let (fetch_tx, _rx) = mpsc::channel(1);
+        let g = Genesis {
+            network: "t".into(),
+            epoch_ms: 1000,
+            settle_delay_ms: 300,
+            leader_timeout_ms: 2000,
+            settlers: vec![samples::settler_key().public()],
+            settlement: Default::default(),
+            balances: vec![],
+            grants: vec![],
+        };
+        let shared = Shared {
+            clock: EpochClock { epoch_ms: 1000, settle_delay_ms: 300, leader_timeout_ms: 2000 },
+            genesis: g,
+            metrics: SettlerMetrics::default(),
+            by_epoch: store.tree("settler/batches_by_epoch").unwrap(),
+            meta: store.tree("settler/meta").unwrap(),
+            store: store.clone(),
+            fetch_tx,
+            settlement: None,
+        };
+        assert_eq!(shared.last_batch().unwrap(), leasemesh_protocol::Hash::ZERO, "no batch yet");
+        let id = leasemesh_protocol::Hash([7; 32]);
+        shared.meta.insert(LAST_BATCH, id.as_bytes().as_slice()).unwrap();
+        assert_eq!(shared.last_batch().unwrap(), id);
+        shared.meta.insert(LAST_BATCH, &b"torn"[..]).unwrap();
+        assert!(matches!(
+            shared.last_batch(),
+            Err(IndexError::Corrupt { what: "last batch", len: 4 })
+        ));
+        shared.by_epoch.insert(5u64.to_be_bytes(), &b"short"[..]).unwrap();
+        assert!(shared.batch_id_for_epoch(5).is_err());
+        assert_eq!(shared.batch_id_for_epoch(6).unwrap(), None);
     }
 
     #[test]

@@ -33,27 +33,39 @@
 //! full, and the provider is paid what the tenant could pay. The rest is never charged later
 //! (the lease is closed, its cursor too): it is kept as a [`Shortfall`] (owed, paid, unpaid)
 //! that [`Settlement::shortfall`] serves.
+//!
+//! # Shape
+//! The rules of a round (plan, cap to funds, draft, pending fate) are
+//! [`leasemesh_settlement::round`]'s, fed from the node's store through [`StoreLeases`]. This
+//! file owns the settlement database and the anchoring: a round takes the [`Backend`] (the
+//! only lock here) for as long as the journal needs it, while everything the routes read
+//! (proofs, shortfalls, balances, grants, bindings) is read from sled or the chain without it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use leasemesh_protocol::codec::to_canonical;
 use leasemesh_protocol::{
-    amount_serde, Anchor as AnchorRecord, CloseReason, Coin, Hash, Id, Keypair, LeaseEvent,
-    LeaseEventKind, PublicKey, SettlementBatch, Signed,
+    Anchor as AnchorRecord, Coin, Id, Keypair, LeaseEvent, Order, ProviderInfo, PublicKey,
+    SettlementBatch, Signed,
 };
-use leasemesh_settlement::accrual::{
-    accrue, AccrualCursor, LeaseAccrual, LeaseEnd, LeaseTerms, LeaseTimeline,
-};
-use leasemesh_settlement::batch::{build_batch, BatchHeader, LeaseProof};
-use leasemesh_settlement::journal::{Journal, JournalError};
+use leasemesh_settlement::accrual::AccrualCursor;
+use leasemesh_settlement::anchor::{Anchor, AnchorError, Confirmation, PreparedAnchor};
+use leasemesh_settlement::batch::LeaseProof;
+use leasemesh_settlement::journal::{BatchStatus, Journal, JournalError};
 use leasemesh_settlement::ledger::LocalLedger;
-use serde::{Deserialize, Serialize};
+use leasemesh_settlement::round::{
+    self, pending_fate, Draft, Funds, LeaseSource, LeaseView, PendingFate, Plan, RoundError,
+    SourceError,
+};
+use serde::Serialize;
+use tokio::sync::Mutex;
 
+use super::bindings::Bindings;
 use super::genesis::Genesis;
-use crate::store::{LeaseRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 
-pub mod tenant_bindings;
+pub use leasemesh_settlement::round::Shortfall;
 
 const GENESIS_APPLIED: &[u8] = b"genesis_applied";
 
@@ -69,10 +81,10 @@ pub enum SettleError {
     Ledger(#[from] leasemesh_settlement::ledger::LedgerError),
     #[error(transparent)]
     Journal(#[from] JournalError),
-    #[error("accrual: {0}")]
-    Accrual(#[from] leasemesh_settlement::accrual::AccrualError),
-    #[error("batch: {0}")]
-    Batch(#[from] leasemesh_settlement::batch::BatchError),
+    #[error("settlement round: {0}")]
+    Round(#[from] RoundError),
+    #[error("bindings: {0}")]
+    Bind(#[from] leasemesh_settlement::control::BindError),
     #[error("stored cursor state is corrupt: {0}")]
     Corrupt(String),
     #[error("spend grant refused: {0}")]
@@ -113,72 +125,38 @@ pub struct Round {
     pub provider_silent: Vec<Id>,
 }
 
-/// A lease whose tenant could not pay all it owed in the batch that closed it. `unpaid` is
-/// never charged later: the provider is paid `paid`, and the lease is closed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shortfall {
-    pub lease_id: Id,
-    pub tenant_address: String,
-    pub provider_address: String,
-    pub denom: String,
-    /// What the lease accrued in that batch.
-    #[serde(with = "amount_serde")]
-    pub owed: u128,
-    /// What the tenant paid of it.
-    #[serde(with = "amount_serde")]
-    pub paid: u128,
-    /// `owed - paid`.
-    #[serde(with = "amount_serde")]
-    pub unpaid: u128,
-    /// The batch that charged and closed the lease.
-    pub batch_sequence: u64,
-    /// The lease was charged up to here and ends here.
-    pub closed_at_ms: u64,
-    /// Hex of the settler's signed `Closed(InsufficientFunds)` event; `None` when the lease had
-    /// already ended for another reason (its own close stands).
-    pub close_hex: Option<String>,
-}
+/// The node's store as the round's [`LeaseSource`].
+#[derive(Debug, Clone, Copy)]
+pub struct StoreLeases<'a>(pub &'a Store);
 
-/// What a tenant can pay, per (tenant address, denom).
-pub type Funds = BTreeMap<(String, String), u128>;
-
-/// A tenant short of funds: how much of its accruals each lease keeps. Pure and deterministic.
-///
-/// For each (tenant, denom) whose accruals sum to more than `funds` holds (no entry: nothing),
-/// the funds are spread over its accruals in lease-id order, each capped at what it owes, and
-/// each of those accruals ends at its `to_ms` with `InsufficientFunds` unless it already ended.
-/// Returns, per capped accrual's index, `(owed, paid)`. Accruals of tenants that can pay are
-/// left as they are, so the batch built from the result never spends more than `funds`.
-pub fn cap_to_funds(accruals: &mut [LeaseAccrual], funds: &Funds) -> BTreeMap<usize, (u128, u128)> {
-    let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-    for (i, a) in accruals.iter().enumerate() {
-        let key = (a.terms.tenant_address.clone(), a.terms.price_per_hour.denom.clone());
-        groups.entry(key).or_default().push(i);
+impl LeaseSource for StoreLeases<'_> {
+    fn leases(&self) -> Result<Vec<LeaseView>, SourceError> {
+        let leases = self.0.leases().map_err(SourceError::new)?;
+        Ok(leases
+            .into_iter()
+            .map(|l| LeaseView {
+                lease_id: l.lease_id,
+                order_id: l.order_id,
+                provider: l.provider,
+                tenant: l.tenant,
+                started: l.state != "awarded",
+                ended: matches!(l.state.as_str(), "closed" | "failed"),
+                price_per_hour: l.price_per_hour,
+            })
+            .collect())
     }
-    let mut out = BTreeMap::new();
-    for (key, mut idx) in groups {
-        let owed = idx.iter().fold(0u128, |s, &i| s.saturating_add(accruals[i].amount));
-        let mut left = funds.get(&key).copied().unwrap_or(0);
-        if owed <= left {
-            continue;
-        }
-        idx.sort_by_key(|&i| accruals[i].terms.lease_id);
-        for i in idx {
-            let a = &mut accruals[i];
-            let owed = a.amount;
-            let paid = owed.min(left);
-            left -= paid;
-            a.amount = paid;
-            a.cursor.accrued_amount = a.cursor.accrued_amount.saturating_sub(owed - paid);
-            if a.closed.is_none() {
-                a.closed =
-                    Some(LeaseEnd { at_ms: a.to_ms, reason: CloseReason::InsufficientFunds });
-            }
-            a.cursor.closed = true;
-            out.insert(i, (owed, paid));
-        }
+    fn order(&self, id: &Id) -> Result<Option<Signed<Order>>, SourceError> {
+        self.0.order(id).map_err(SourceError::new)
     }
-    out
+    fn provider_info(&self, p: &PublicKey) -> Result<Option<Signed<ProviderInfo>>, SourceError> {
+        self.0.provider_info(p).map_err(SourceError::new)
+    }
+    fn lease_events(&self, lease: &Id) -> Result<Vec<Signed<LeaseEvent>>, SourceError> {
+        self.0.lease_events(lease).map_err(SourceError::new)
+    }
+    fn proofs_of_life(&self, p: &PublicKey, from: u64, to: u64) -> Result<Vec<u64>, SourceError> {
+        self.0.proofs_of_life(p, from, to).map_err(SourceError::new)
+    }
 }
 
 /// Where batches are anchored.
@@ -189,6 +167,104 @@ pub enum Backend {
     /// A Cosmos SDK chain: payments move by authz from the tenants' own grants on the chain.
     #[cfg(feature = "cosmos")]
     Cosmos(Box<leasemesh_settlement::cosmos::Cosmos>),
+    /// Tests: the embedded ledger behind a gate that holds every step until it is opened.
+    #[cfg(test)]
+    #[allow(private_interfaces)]
+    Gated(tests::Gated),
+}
+
+impl Anchor for Backend {
+    async fn prepare(
+        &mut self,
+        batch: &Signed<SettlementBatch>,
+    ) -> Result<PreparedAnchor, AnchorError> {
+        match self {
+            Backend::Local(l) => l.prepare(batch).await,
+            #[cfg(feature = "cosmos")]
+            Backend::Cosmos(c) => c.prepare(batch).await,
+            #[cfg(test)]
+            Backend::Gated(g) => g.prepare(batch).await,
+        }
+    }
+
+    async fn submit(&mut self, prepared: &PreparedAnchor) -> Result<(), AnchorError> {
+        match self {
+            Backend::Local(l) => l.submit(prepared).await,
+            #[cfg(feature = "cosmos")]
+            Backend::Cosmos(c) => c.submit(prepared).await,
+            #[cfg(test)]
+            Backend::Gated(g) => g.submit(prepared).await,
+        }
+    }
+
+    async fn confirm(&mut self, prepared: &PreparedAnchor) -> Result<Confirmation, AnchorError> {
+        match self {
+            Backend::Local(l) => l.confirm(prepared).await,
+            #[cfg(feature = "cosmos")]
+            Backend::Cosmos(c) => c.confirm(prepared).await,
+            #[cfg(test)]
+            Backend::Gated(g) => g.confirm(prepared).await,
+        }
+    }
+}
+
+/// What the routes ask the backend, without taking it from the round: the settler's address,
+/// and on a chain, a client of its own for queries.
+#[derive(Debug, Clone)]
+enum Reader {
+    Local,
+    #[cfg(feature = "cosmos")]
+    Chain {
+        address: String,
+        client: Box<leasemesh_settlement::cosmos::ChainClient>,
+    },
+}
+
+impl Reader {
+    fn of(backend: &Backend) -> Reader {
+        match backend {
+            #[cfg(feature = "cosmos")]
+            Backend::Cosmos(c) => Reader::Chain {
+                address: c.address().to_string(),
+                client: Box::new(c.client().clone()),
+            },
+            _ => Reader::Local,
+        }
+    }
+
+    /// The chain's address prefix; `None` on the embedded ledger.
+    fn chain_prefix(&self) -> Option<String> {
+        match self {
+            Reader::Local => None,
+            #[cfg(feature = "cosmos")]
+            Reader::Chain { client, .. } => Some(client.config().account_prefix.clone()),
+        }
+    }
+
+    /// What `tenant` can pay `settler` in `denom`: the lesser of its balance and its grant.
+    async fn spendable(
+        &self,
+        ledger: &LocalLedger,
+        tenant: &str,
+        settler: &str,
+        denom: &str,
+    ) -> Result<u128, SettleError> {
+        match self {
+            Reader::Local => Ok(ledger.spendable(tenant, settler, denom)?),
+            #[cfg(feature = "cosmos")]
+            Reader::Chain { client, .. } => {
+                use leasemesh_settlement::cosmos::SendAllowance;
+                let chain =
+                    |e: leasemesh_settlement::cosmos::ChainError| SettleError::Chain(e.to_string());
+                let balance = client.balance(tenant, denom).await.map_err(chain)?;
+                Ok(match client.send_allowance(tenant, settler, denom).await.map_err(chain)? {
+                    SendAllowance::Unlimited => balance,
+                    SendAllowance::Limited(limit) => balance.min(limit),
+                    SendAllowance::None => 0,
+                })
+            }
+        }
+    }
 }
 
 /// The settlement settler's state: journal, ledger and cursors in one sled database.
@@ -197,8 +273,12 @@ pub struct Settlement {
     journal: Journal,
     /// The embedded ledger (unused, and empty, with the Cosmos backend).
     ledger: LocalLedger,
-    backend: Backend,
+    /// Taken by a round for as long as it anchors; nothing else waits on it.
+    backend: Mutex<Backend>,
+    reader: Reader,
+    /// Lease id → its cursor as of the last anchored batch.
     cursors: sled::Tree,
+    /// Batch sequence → the cursors of that batch, until it is anchored or dropped.
     pending: sled::Tree,
     /// Batch sequence → the [`Shortfall`]s of that batch, until it is anchored or dropped.
     pending_shortfalls: sled::Tree,
@@ -209,8 +289,7 @@ pub struct Settlement {
     pending_closes: sled::Tree,
     /// Lease id → the settler's signed close, until the node's store holds it.
     unpublished: sled::Tree,
-    /// Chain address → the tenant key it is bound to ([`tenant_bindings`]).
-    bindings: sled::Tree,
+    bindings: Bindings,
     meta: sled::Tree,
     key: Keypair,
     genesis: Genesis,
@@ -232,8 +311,7 @@ impl Settlement {
         #[cfg(feature = "cosmos")] chain: Option<leasemesh_settlement::cosmos::Cosmos>,
     ) -> Result<Settlement, SettleError> {
         let db = sled::open(path)?;
-        let address = settler_address(&key.public());
-        let ledger = LocalLedger::with_db(&db, address.clone())?;
+        let ledger = LocalLedger::with_db(&db, settler_address(&key.public()))?;
         #[cfg(feature = "cosmos")]
         let backend = match chain {
             Some(c) => Backend::Cosmos(Box::new(c)),
@@ -241,88 +319,100 @@ impl Settlement {
         };
         #[cfg(not(feature = "cosmos"))]
         let backend = Backend::Local(ledger.clone());
-        let mut s = Settlement {
+        Settlement::with_backend(db, ledger, backend, key, genesis).await
+    }
+
+    async fn with_backend(
+        db: sled::Db,
+        ledger: LocalLedger,
+        backend: Backend,
+        key: Keypair,
+        genesis: Genesis,
+    ) -> Result<Settlement, SettleError> {
+        let reader = Reader::of(&backend);
+        let s = Settlement {
             journal: Journal::with_db(&db)?,
             ledger,
-            backend,
+            backend: Mutex::new(backend),
+            bindings: Bindings::open(&db, &genesis, reader.chain_prefix())?,
+            reader,
             cursors: db.open_tree("settler/cursors")?,
             pending: db.open_tree("settler/pending_cursors")?,
             pending_shortfalls: db.open_tree("settler/pending_shortfalls")?,
             shortfalls: db.open_tree("settler/shortfalls")?,
             pending_closes: db.open_tree("settler/pending_closes")?,
             unpublished: db.open_tree("settler/unpublished_closes")?,
-            bindings: db.open_tree(tenant_bindings::TREE)?,
             meta: db.open_tree("settler/meta")?,
             key,
             genesis,
         };
-        let digest = s.genesis.digest();
-        let local = matches!(s.backend, Backend::Local(_));
-        if local && s.meta.get(GENESIS_APPLIED)?.as_deref() != Some(digest.as_bytes().as_slice()) {
-            if s.meta.get(GENESIS_APPLIED)?.is_some() {
-                tracing::warn!(
-                    "the genesis changed since the ledger was created; balances are not re-applied"
-                );
-            } else {
-                for b in &s.genesis.balances {
-                    s.ledger.fund(&b.address, &Coin::new(b.denom.clone(), b.amount))?;
-                }
-                for g in &s.genesis.grants {
-                    s.ledger.set_grant(
-                        &g.tenant,
-                        &address,
-                        &Coin::new(g.denom.clone(), g.limit),
-                    )?;
-                }
-                s.meta.insert(GENESIS_APPLIED, digest.as_bytes().as_slice())?;
-                db.flush_async().await?;
-            }
+        if s.is_local() {
+            s.apply_genesis()?;
+            db.flush_async().await?;
         }
-        s.resume().await?;
+        s.journal.resume(&mut *s.backend.lock().await).await?;
         s.apply_pending()?;
         Ok(s)
     }
 
-    /// Finishes a batch left in flight.
-    async fn resume(&mut self) -> Result<(), JournalError> {
-        match &mut self.backend {
-            Backend::Local(l) => self.journal.resume(l).await.map(|_| ()),
-            #[cfg(feature = "cosmos")]
-            Backend::Cosmos(c) => self.journal.resume(c.as_mut()).await.map(|_| ()),
+    /// Funds the genesis balances and grants on the embedded ledger, once.
+    fn apply_genesis(&self) -> Result<(), SettleError> {
+        let digest = self.genesis.digest();
+        match self.meta.get(GENESIS_APPLIED)? {
+            Some(d) if d.as_ref() == digest.as_bytes().as_slice() => return Ok(()),
+            Some(_) => {
+                tracing::warn!(
+                    "the genesis changed since the ledger was created; balances are not re-applied"
+                );
+                return Ok(());
+            }
+            None => {}
         }
+        let address = self.address();
+        for b in &self.genesis.balances {
+            self.ledger.fund(&b.address, &Coin::new(b.denom.clone(), b.amount))?;
+        }
+        for g in &self.genesis.grants {
+            self.ledger.set_grant(&g.tenant, &address, &Coin::new(g.denom.clone(), g.limit))?;
+        }
+        self.meta.insert(GENESIS_APPLIED, digest.as_bytes().as_slice())?;
+        Ok(())
     }
 
     /// True on the embedded ledger (balances and grants live here).
     pub fn is_local(&self) -> bool {
-        matches!(self.backend, Backend::Local(_))
+        matches!(self.reader, Reader::Local)
     }
 
     /// The settler's address on the backend: its key in hex on the embedded ledger, its chain
     /// account on Cosmos (the grantee of the tenants' spend grants).
     pub fn address(&self) -> String {
-        match &self.backend {
-            Backend::Local(_) => settler_address(&self.key.public()),
+        match &self.reader {
+            Reader::Local => settler_address(&self.key.public()),
             #[cfg(feature = "cosmos")]
-            Backend::Cosmos(c) => c.address().to_string(),
+            Reader::Chain { address, .. } => address.clone(),
         }
     }
 
-    /// Whether pending batch `seq` was anchored (`Some(true)`), paid nothing and is dropped
-    /// (`Some(false)`), or is still in flight (`None`).
-    fn fate(&self, key: &[u8], head: u64) -> Result<Option<bool>, SettleError> {
+    #[cfg(test)]
+    pub(crate) fn ledger(&self) -> &LocalLedger {
+        &self.ledger
+    }
+
+    /// Who controls which tenant address.
+    pub fn bindings(&self) -> &Bindings {
+        &self.bindings
+    }
+
+    /// The fate of pending batch `key` (its sequence, big endian).
+    fn fate(&self, key: &[u8], head: u64) -> Result<PendingFate, SettleError> {
         let seq = <[u8; 8]>::try_from(key)
             .map(u64::from_be_bytes)
             .map_err(|_| SettleError::Corrupt("pending key".into()))?;
-        let anchored = self
-            .journal
-            .status(seq)?
-            .is_some_and(|st| st.status == leasemesh_settlement::journal::BatchStatus::Anchored);
-        if anchored {
-            return Ok(Some(true));
-        }
-        // Rejected (its sequence was freed) or superseded: it paid nothing.
-        let dropped = seq <= head || self.journal.in_flight()?.is_none_or(|(s, _)| s != seq);
-        Ok(dropped.then_some(false))
+        let anchored =
+            self.journal.status(seq)?.is_some_and(|st| st.status == BatchStatus::Anchored);
+        let in_flight = self.journal.in_flight()?.map(|(s, _)| s);
+        Ok(pending_fate(seq, anchored, head, in_flight))
     }
 
     /// For each entry of `tree` (a list keyed by its batch's sequence): once that batch is
@@ -337,7 +427,7 @@ impl Settlement {
         for kv in tree.iter() {
             let (k, v) = kv?;
             match self.fate(&k, head)? {
-                Some(true) => {
+                PendingFate::Anchored => {
                     let list: Vec<T> = postcard::from_bytes(&v)
                         .map_err(|e| SettleError::Corrupt(e.to_string()))?;
                     for item in list {
@@ -345,10 +435,10 @@ impl Settlement {
                     }
                     tree.remove(&k)?;
                 }
-                Some(false) => {
+                PendingFate::Dropped => {
                     tree.remove(&k)?;
                 }
-                None => {}
+                PendingFate::InFlight => {}
             }
         }
         Ok(())
@@ -385,8 +475,9 @@ impl Settlement {
     }
 
     /// The settler's `Closed(InsufficientFunds)` and `Closed(ProviderSilent)` events of anchored
-    /// batches that `store` does not hold yet: submit them through the node (they are gossiped like any lease event). Those
-    /// already stored are forgotten here, so each is handed out until it lands, then never again.
+    /// batches that `store` does not hold yet: submit them through the node (they are gossiped
+    /// like any lease event). Those already stored are forgotten here, so each is handed out
+    /// until it lands, then never again.
     pub fn closes_to_publish(&self, store: &Store) -> Result<Vec<Signed<LeaseEvent>>, SettleError> {
         let mut out = Vec::new();
         for kv in self.unpublished.iter() {
@@ -403,33 +494,13 @@ impl Settlement {
         Ok(out)
     }
 
-    /// What each (tenant, denom) of `accruals` can pay: the lesser of its balance and its
-    /// remaining grant to the settler.
-    async fn funds(&self, accruals: &[LeaseAccrual]) -> Result<Funds, SettleError> {
-        let keys: BTreeSet<(String, String)> = accruals
-            .iter()
-            .map(|a| (a.terms.tenant_address.clone(), a.terms.price_per_hour.denom.clone()))
-            .collect();
+    /// What each payer of `plan` can pay: the lesser of its balance and its remaining grant to
+    /// the settler.
+    async fn funds(&self, plan: &Plan) -> Result<Funds, SettleError> {
         let settler = self.address();
         let mut out = Funds::new();
-        for (tenant, denom) in keys {
-            let can = match &self.backend {
-                Backend::Local(l) => l.spendable(&tenant, &settler, &denom)?,
-                #[cfg(feature = "cosmos")]
-                Backend::Cosmos(c) => {
-                    use leasemesh_settlement::cosmos::SendAllowance;
-                    let client = c.client();
-                    let chain = |e: leasemesh_settlement::cosmos::ChainError| {
-                        SettleError::Chain(e.to_string())
-                    };
-                    let balance = client.balance(&tenant, &denom).await.map_err(chain)?;
-                    match client.send_allowance(&tenant, &settler, &denom).await.map_err(chain)? {
-                        SendAllowance::Unlimited => balance,
-                        SendAllowance::Limited(limit) => balance.min(limit),
-                        SendAllowance::None => 0,
-                    }
-                }
-            };
+        for (tenant, denom) in plan.payers() {
+            let can = self.reader.spendable(&self.ledger, &tenant, &settler, &denom).await?;
             out.insert((tenant, denom), can);
         }
         Ok(out)
@@ -443,174 +514,84 @@ impl Settlement {
     }
 
     /// What every lease owes as of `now_ms`. Blocking (sled).
-    pub fn plan(&self, store: &Store, now_ms: u64) -> Result<Vec<LeaseAccrual>, SettleError> {
-        let mut out = Vec::new();
-        for lease in store.leases()? {
-            if lease.state == "awarded" {
-                continue;
-            }
-            let cursor = self.cursor(&lease.lease_id)?;
-            if cursor.is_some_and(|c| c.closed) {
-                continue;
-            }
-            let Some(terms) = lease_terms(store, &lease)? else { continue };
-            let events = counted_events(
-                &lease,
-                &self.genesis.settlers,
-                store.lease_events(&lease.lease_id)?,
-            );
-            let timeline = LeaseTimeline::from_events(&lease.lease_id, &events);
-            let Some(started) = timeline.running_at_ms else { continue };
-            let beats = store.proofs_of_life(&lease.provider, started, now_ms)?;
-            if let Some(a) = accrue(&terms, &timeline, &beats, cursor.as_ref(), now_ms)? {
-                out.push(a);
-            }
+    pub fn plan(&self, store: &Store, now_ms: u64) -> Result<Plan, SettleError> {
+        let cursor = |id: &Id| self.cursor(id).map_err(SourceError::new);
+        Ok(round::plan(&StoreLeases(store), &self.genesis.settlers, cursor, now_ms)?)
+    }
+
+    /// Drafts the next batch as of `now_ms` and writes what follows from it beside its
+    /// sequence; `None` when nothing is owed.
+    async fn draft(&self, store: &Store, now_ms: u64) -> Result<Option<Draft>, SettleError> {
+        let plan = self.plan(store, now_ms)?;
+        if plan.accruals.is_empty() {
+            return Ok(None);
         }
-        Ok(out)
+        let funds = self.funds(&plan).await?;
+        let uncontrolled =
+            plan.uncontrolled(|address, signer| self.bindings.controls(address, signer))?;
+        for lease in &uncontrolled {
+            tracing::warn!(lease = %lease.short(), "the order's signer does not control the tenant address: not charged, lease closed");
+        }
+        let header = round::next_header(self.key.public(), self.journal.head()?, now_ms);
+        let d = round::draft(plan, &funds, &uncontrolled, &header, &self.key)?;
+        let seq = header.sequence.to_be_bytes();
+        self.pending.insert(seq, to_canonical(&d.cursors))?;
+        put_or_clear(&self.pending_shortfalls, seq, &d.shortfalls)?;
+        put_or_clear(&self.pending_closes, seq, &d.silent_closes)?;
+        Ok(Some(d))
     }
 
     /// Builds, signs and anchors one batch of everything owed as of `now_ms`; `None` when
-    /// nothing changed. Blocking sled calls inside are short.
+    /// nothing changed. Only this takes the backend; the routes never wait for it.
     pub async fn settle_once(
-        &mut self,
+        &self,
         store: &Store,
         now_ms: u64,
     ) -> Result<Option<Round>, SettleError> {
-        self.resume().await?;
+        let mut backend = self.backend.lock().await;
+        self.journal.resume(&mut *backend).await?;
         self.apply_pending()?;
-        let mut accruals = self.plan(store, now_ms)?;
-        if accruals.is_empty() {
-            return Ok(None);
-        }
-        let funds = self.funds(&accruals).await?;
-        // An order's signer that does not control its tenant address: nothing to charge there.
-        let uncontrolled = self.uncontrolled(store, &accruals)?;
-        let capped = tenant_bindings::cap_to_funds_controlled(&mut accruals, &funds, &uncontrolled);
-        let (sequence, prev_batch) =
-            self.journal.head()?.map_or((1, Hash::ZERO), |(s, id)| (s + 1, id));
-        let shortfalls: Vec<Shortfall> = capped
-            .into_iter()
-            .map(|(i, (owed, paid))| self.shortfall_of(&accruals[i], owed, paid, sequence))
-            .collect();
-        let silent = self.silent_closes(store, &accruals)?;
-        let provider_silent: Vec<Id> = accruals
-            .iter()
-            .filter(|a| a.closed.is_some_and(|e| e.reason == CloseReason::ProviderSilent))
-            .map(|a| a.terms.lease_id)
-            .collect();
-        let header =
-            BatchHeader { settler: self.key.public(), sequence, prev_batch, created_at_ms: now_ms };
-        let body: SettlementBatch = build_batch(&header, &accruals)?;
-        let records = body.records.len();
-        let batch = Signed::sign(body, &self.key);
-        let batch_id = batch.id();
-        let cursors: Vec<(Id, AccrualCursor)> =
-            accruals.iter().map(|a| (a.terms.lease_id, a.cursor)).collect();
-        self.pending.insert(sequence.to_be_bytes(), to_canonical(&cursors))?;
-        if shortfalls.is_empty() {
-            self.pending_shortfalls.remove(sequence.to_be_bytes())?;
-        } else {
-            self.pending_shortfalls.insert(sequence.to_be_bytes(), to_canonical(&shortfalls))?;
-        }
-        if silent.is_empty() {
-            self.pending_closes.remove(sequence.to_be_bytes())?;
-        } else {
-            self.pending_closes.insert(sequence.to_be_bytes(), to_canonical(&silent))?;
-        }
-        let result = match &mut self.backend {
-            Backend::Local(l) => self.journal.settle(l, batch).await,
-            #[cfg(feature = "cosmos")]
-            Backend::Cosmos(c) => self.journal.settle(c.as_mut(), batch).await,
-        };
+        let Some(d) = self.draft(store, now_ms).await? else { return Ok(None) };
+        let batch_id = d.batch.id();
+        let (sequence, records) = (d.batch.body.sequence, d.batch.body.records.len());
+        let result = self.journal.settle(&mut *backend, d.batch).await;
+        drop(backend);
         self.apply_pending()?;
         let anchor = result?;
-        for sf in &shortfalls {
+        for sf in &d.shortfalls {
             tracing::warn!(
                 lease = %sf.lease_id.short(), tenant = %sf.tenant_address, owed = %sf.owed,
                 paid = %sf.paid, unpaid = %sf.unpaid, denom = %sf.denom,
                 "tenant short of funds: lease closed"
             );
         }
-        for lease in &provider_silent {
+        for lease in &d.provider_silent {
             tracing::warn!(lease = %lease.short(), "provider silent past the grace period: lease closed");
         }
-        tracing::info!(sequence, batch = %batch_id.short(), leases = accruals.len(), records, height = anchor.height, "settlement batch anchored");
+        tracing::info!(sequence, batch = %batch_id.short(), leases = d.leases, records, height = anchor.height, "settlement batch anchored");
         Ok(Some(Round {
             sequence,
             batch_id,
-            leases: accruals.len(),
+            leases: d.leases,
             records,
             anchor,
-            shortfalls,
-            provider_silent,
+            shortfalls: d.shortfalls,
+            provider_silent: d.provider_silent,
         }))
-    }
-
-    /// The settler's signed `Closed(ProviderSilent)` for each accrual that ended for provider
-    /// silence, as `(lease id, bytes)` in lease-id order; none for a lease whose store record
-    /// is already closed or failed (its own event ended it for everyone).
-    fn silent_closes(
-        &self,
-        store: &Store,
-        accruals: &[LeaseAccrual],
-    ) -> Result<Vec<(Id, Vec<u8>)>, SettleError> {
-        let mut out = Vec::new();
-        for a in accruals {
-            let Some(end) = a.closed.filter(|e| e.reason == CloseReason::ProviderSilent) else {
-                continue;
-            };
-            let lease = a.terms.lease_id;
-            let ended = store
-                .lease(&lease)?
-                .is_some_and(|l| matches!(l.state.as_str(), "closed" | "failed"));
-            if !ended {
-                out.push((lease, self.settler_close(a, end).encode()));
-            }
-        }
-        out.sort_by_key(|(lease, _)| *lease);
-        Ok(out)
-    }
-
-    /// The settler's signed close of an accrual's lease, dated when it ended.
-    fn settler_close(&self, a: &LeaseAccrual, end: LeaseEnd) -> Signed<LeaseEvent> {
-        let ev = LeaseEvent {
-            version: leasemesh_protocol::v(),
-            lease_id: a.terms.lease_id,
-            order_id: a.terms.order_id,
-            at_ms: end.at_ms,
-            kind: LeaseEventKind::Closed { reason: end.reason },
-        };
-        Signed::sign(ev, &self.key)
-    }
-
-    /// The record of a capped accrual, with the settler's signed close when the lease was still
-    /// open.
-    fn shortfall_of(&self, a: &LeaseAccrual, owed: u128, paid: u128, sequence: u64) -> Shortfall {
-        let close_hex = a
-            .closed
-            .filter(|e| e.reason == CloseReason::InsufficientFunds)
-            .map(|end| hex::encode(self.settler_close(a, end).encode()));
-        Shortfall {
-            lease_id: a.terms.lease_id,
-            tenant_address: a.terms.tenant_address.clone(),
-            provider_address: a.terms.provider_address.clone(),
-            denom: a.terms.price_per_hour.denom.clone(),
-            owed,
-            paid,
-            unpaid: owed - paid,
-            batch_sequence: sequence,
-            closed_at_ms: a.closed.map_or(a.to_ms, |e| e.at_ms),
-            close_hex,
-        }
     }
 
     /// Proofs for a lease in every anchored batch that holds it.
     pub fn proofs(&self, lease: &Id) -> Result<Vec<ProofView>, SettleError> {
         let mut out = Vec::new();
         for (lease_proof, anchor) in self.journal.lease_proofs(lease)? {
-            let Some(batch) = self.journal.batch(lease_proof.batch_sequence)? else { continue };
+            let seq = lease_proof.batch_sequence;
+            let batch = self.journal.batch(seq)?.ok_or_else(|| {
+                SettleError::Corrupt(format!(
+                    "the journal proves a lease in batch {seq}, which it does not hold"
+                ))
+            })?;
             out.push(ProofView {
-                batch_sequence: lease_proof.batch_sequence,
+                batch_sequence: seq,
                 batch_id: batch.id(),
                 signed_batch_hex: hex::encode(batch.encode()),
                 lease_proof,
@@ -620,35 +601,32 @@ impl Settlement {
         Ok(out)
     }
 
-    /// Balances of an address on the backend (on Cosmos: in the genesis' denoms and the fee
-    /// denom).
     /// An anchored entry of the embedded ledger by its hash (the anchor's tx hash), so anyone
     /// can check that the bytes hash to it and carry the batch's root.
     pub fn ledger_entry(
         &self,
         hash: &str,
     ) -> Result<Option<leasemesh_settlement::ledger::AnchoredEntry>, SettleError> {
-        match &self.backend {
-            Backend::Local(l) => Ok(l.entry(hash)?),
-            #[cfg(feature = "cosmos")]
-            Backend::Cosmos(_) => Ok(None),
+        if !self.is_local() {
+            return Ok(None);
         }
+        Ok(self.ledger.entry(hash)?)
     }
 
+    /// Balances of an address on the backend (on Cosmos: in the genesis' denoms and the fee
+    /// denom).
     pub async fn balances(&self, address: &str) -> Result<Vec<Coin>, SettleError> {
-        match &self.backend {
-            Backend::Local(l) => Ok(l.balances(address)?),
+        match &self.reader {
+            Reader::Local => Ok(self.ledger.balances(address)?),
             #[cfg(feature = "cosmos")]
-            Backend::Cosmos(c) => {
+            Reader::Chain { client, .. } => {
                 let mut denoms: Vec<String> =
                     self.genesis.balances.iter().map(|b| b.denom.clone()).collect();
-                denoms.push(c.client().config().fee_denom.clone());
-                denoms.sort();
-                denoms.dedup();
+                denoms.push(client.config().fee_denom.clone());
+                let denoms: BTreeSet<String> = denoms.into_iter().collect();
                 let mut out = Vec::new();
                 for d in denoms {
-                    let amount = c
-                        .client()
+                    let amount = client
                         .balance(address, &d)
                         .await
                         .map_err(|e| SettleError::Chain(e.to_string()))?;
@@ -683,9 +661,7 @@ impl Settlement {
                 self.address()
             )));
         }
-        let controls =
-            tenant_bindings::listed_controls(&self.genesis, &b.tenant_address, &g.signer);
-        if !controls {
+        if !self.bindings.listed_controls(&b.tenant_address, &g.signer) {
             return Err(SettleError::Grant(format!(
                 "key {} does not control address {} (use the key's hex as the address, or list the key in the genesis balance)",
                 g.signer, b.tenant_address
@@ -700,54 +676,28 @@ impl Settlement {
     }
 }
 
-/// The lease's terms from its order and its provider's latest info; `None` while either is
-/// unknown here.
-fn lease_terms(store: &Store, lease: &LeaseRecord) -> Result<Option<LeaseTerms>, StoreError> {
-    let Some(order) = store.order(&lease.order_id)? else { return Ok(None) };
-    let Some(info) = store.provider_info(&lease.provider)? else { return Ok(None) };
-    Ok(Some(LeaseTerms {
-        lease_id: lease.lease_id,
-        order_id: lease.order_id,
-        tenant_address: order.body.tenant_address.clone(),
-        provider_address: info.body.chain_address.clone(),
-        price_per_hour: lease.price_per_hour.clone(),
-        lease_term_ms: order.body.lease_term_ms,
-        grace_period_ms: order.body.grace_period_ms,
-    }))
-}
-
-/// The events accrual may rely on: the provider's, the tenant's `Closed`, and a settler's
-/// `Closed(InsufficientFunds)` or `Closed(ProviderSilent)`.
-fn counted_events(
-    lease: &LeaseRecord,
-    settlers: &[PublicKey],
-    events: Vec<Signed<LeaseEvent>>,
-) -> Vec<LeaseEvent> {
-    let settler_close = |k: &LeaseEventKind| {
-        matches!(
-            k,
-            LeaseEventKind::Closed {
-                reason: CloseReason::InsufficientFunds | CloseReason::ProviderSilent
-            }
-        )
-    };
-    events
-        .into_iter()
-        .filter(|e| {
-            e.signer == lease.provider
-                || (matches!(e.body.kind, LeaseEventKind::Closed { .. })
-                    && Some(e.signer) == lease.tenant)
-                || (settler_close(&e.body.kind) && settlers.contains(&e.signer))
-        })
-        .map(|e| e.body)
-        .collect()
+/// Writes `list` under `key`, or removes the key when it is empty.
+fn put_or_clear<T: Serialize>(
+    tree: &sled::Tree,
+    key: [u8; 8],
+    list: &[T],
+) -> Result<(), SettleError> {
+    if list.is_empty() {
+        tree.remove(key)?;
+    } else {
+        tree.insert(key, to_canonical(&list))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::ingest::{Ingest, Kind, Reason};
-    use leasemesh_protocol::{samples, Award, CloseReason, Keypair, MatchBatch};
+    use leasemesh_protocol::{
+        samples, Award, CloseReason, Hash, Keypair, LeaseEventKind, MatchBatch,
+    };
     use leasemesh_settlement::batch::verify_lease_proof;
 
     /// The sample settler's match batch awarding `awards`, its lists sorted as a batch must be.
@@ -878,7 +828,7 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tenant_address = order.body.tenant_address.clone();
         let g = genesis(&tenant_address, &price.denom);
-        let mut s = open(&dir.path().join("s"), g.clone()).await;
+        let s = open(&dir.path().join("s"), g.clone()).await;
         let grant = Signed::sign(
             SpendGrant {
                 version: 1,
@@ -914,71 +864,9 @@ pub(super) mod tests {
         // Closed: nothing more to settle, and a reopen does not pay twice.
         assert!(s.settle_once(&store, t0 + 20_000).await.unwrap().is_none());
         drop(s);
-        let mut s = open(&dir.path().join("s"), g).await;
+        let s = open(&dir.path().join("s"), g).await;
         assert!(s.settle_once(&store, t0 + 30_000).await.unwrap().is_none());
         assert_eq!(s.balances(&info.body.chain_address).await.unwrap(), paid);
-    }
-
-    fn accrual(lease: u8, tenant: &str, amount: u128, closed: Option<CloseReason>) -> LeaseAccrual {
-        LeaseAccrual {
-            terms: LeaseTerms {
-                // Ids that sort as the numbers do.
-                lease_id: Hash([lease; 32]),
-                order_id: Hash::domain("test/order", &[&[lease]]),
-                tenant_address: tenant.into(),
-                provider_address: "p".into(),
-                price_per_hour: Coin::new("uakt", 3600),
-                lease_term_ms: 3_600_000,
-                grace_period_ms: 60_000,
-            },
-            opened_at_ms: None,
-            from_ms: 1000,
-            to_ms: 5000,
-            amount,
-            closed: closed.map(|reason| LeaseEnd { at_ms: 4000, reason }),
-            cursor: AccrualCursor {
-                started_at_ms: 0,
-                accrued_to_ms: 5000,
-                accrued_amount: amount + 100,
-                closed: closed.is_some(),
-            },
-        }
-    }
-
-    #[test]
-    fn a_short_tenant_pays_what_it_has_in_lease_order_and_its_leases_end() {
-        let mut accruals = vec![
-            accrual(3, "poor", 40, None),
-            accrual(1, "poor", 50, Some(CloseReason::TenantClosed)),
-            accrual(2, "rich", 70, None),
-            accrual(4, "poor", 0, None),
-        ];
-        let mut funds = Funds::new();
-        funds.insert(("poor".into(), "uakt".into()), 60);
-        funds.insert(("rich".into(), "uakt".into()), 70);
-        let capped = cap_to_funds(&mut accruals, &funds);
-        // Lease 1 comes first by id: paid in full; lease 3 gets the last 10; lease 4 nothing.
-        assert_eq!(capped, BTreeMap::from([(0, (40, 10)), (1, (50, 50)), (3, (0, 0))]));
-        assert_eq!(accruals.iter().map(|a| a.amount).collect::<Vec<_>>(), vec![10, 50, 70, 0]);
-        // The rich tenant can pay exactly what it owes: untouched.
-        assert_eq!(accruals[2], accrual(2, "rich", 70, None));
-        // Still-open leases end where they were charged to; a lease that already ended keeps
-        // its own reason. All are closed for good.
-        let end = |a: &LeaseAccrual| a.closed.map(|e| (e.at_ms, e.reason));
-        assert_eq!(end(&accruals[0]), Some((5000, CloseReason::InsufficientFunds)));
-        assert_eq!(end(&accruals[1]), Some((4000, CloseReason::TenantClosed)));
-        assert_eq!(end(&accruals[3]), Some((5000, CloseReason::InsufficientFunds)));
-        assert!(accruals
-            .iter()
-            .filter(|a| a.terms.tenant_address == "poor")
-            .all(|a| a.cursor.closed));
-        assert_eq!(accruals[0].cursor.accrued_amount, 110, "the cursor counts what was charged");
-        // Nothing known about a tenant: it can pay nothing.
-        let mut lone = vec![accrual(9, "unknown", 1, None)];
-        assert_eq!(cap_to_funds(&mut lone, &Funds::new()), BTreeMap::from([(0, (1, 0))]));
-        // Zero owed with zero funds is not a shortfall.
-        let mut free = vec![accrual(9, "unknown", 0, None)];
-        assert!(cap_to_funds(&mut free, &Funds::new()).is_empty());
     }
 
     /// Three tenants lease from one provider; one granted the settler too little. The batch
@@ -1048,7 +936,7 @@ pub(super) mod tests {
             });
         }
         let dir = tempfile::tempdir().unwrap();
-        let mut s = open(&dir.path().join("s"), g.clone()).await;
+        let s = open(&dir.path().join("s"), g.clone()).await;
         let balance = |s: &Settlement, a: &str| s.ledger.balance(a, &price.denom).unwrap();
 
         let round = s.settle_once(&store, t0 + 5_000).await.unwrap().expect("a batch");
@@ -1117,7 +1005,7 @@ pub(super) mod tests {
         assert_eq!(balance(&s, &provider_address), 1250 + 1250 + 300);
         assert_eq!(s.proofs(&poor_lease).unwrap().len(), 1);
         drop(s);
-        let mut s = open(&dir.path().join("s"), g).await;
+        let s = open(&dir.path().join("s"), g).await;
         assert!(s.settle_once(&store, t0 + 10_000).await.unwrap().is_none());
         assert_eq!(balance(&s, &provider_address), 1250 + 1250 + 300);
         assert!(s.closes_to_publish(&store).unwrap().is_empty());
@@ -1206,7 +1094,7 @@ pub(super) mod tests {
             });
         }
         let dir = tempfile::tempdir().unwrap();
-        let mut s = open(&dir.path().join("s"), g.clone()).await;
+        let s = open(&dir.path().join("s"), g.clone()).await;
         let balance = |s: &Settlement, a: &str| s.ledger.balance(a, &price.denom).unwrap();
         let (dark_addr, steady_addr) = (providers[0].1.clone(), providers[1].1.clone());
 
@@ -1263,7 +1151,7 @@ pub(super) mod tests {
         };
         check(&s.closes_to_publish(&store).unwrap());
         drop(s);
-        let mut s = open(&dir.path().join("s"), g.clone()).await;
+        let s = open(&dir.path().join("s"), g.clone()).await;
         let closes = s.closes_to_publish(&store).unwrap();
         check(&closes);
         while rx.try_recv().is_ok() {}
@@ -1290,7 +1178,7 @@ pub(super) mod tests {
         assert_eq!(balance(&s, &steady_addr), 60 * 125);
         assert_eq!(s.proofs(&dark).unwrap().len(), 3);
         drop(s);
-        let mut s = open(&dir.path().join("s"), g).await;
+        let s = open(&dir.path().join("s"), g).await;
         assert!(s.settle_once(&store, t0 + 60_000).await.unwrap().is_none());
         assert_eq!(balance(&s, &dark_addr), 1250);
         assert!(s.closes_to_publish(&store).unwrap().is_empty());
@@ -1324,11 +1212,171 @@ pub(super) mod tests {
         assert_eq!(ing.ingest(Kind::LeaseEvent, &[&closed], now)[0].reason, Reason::Ok);
         let dir = tempfile::tempdir().unwrap();
         let g = genesis(&order.body.tenant_address, &samples::award().price_per_hour.denom);
-        let mut s = open(&dir.path().join("s"), g).await;
+        let s = open(&dir.path().join("s"), g).await;
         let round = s.settle_once(&store, t0 + 120_000).await.unwrap().expect("a batch");
         // Accrual: silent from the start, so nothing owed, and the batch says why.
         assert_eq!(round.provider_silent, vec![samples::award().lease_id()]);
         assert_eq!(s.balances(&info.body.chain_address).await.unwrap(), vec![]);
         assert!(s.closes_to_publish(&store).unwrap().is_empty());
+    }
+
+    /// The embedded ledger behind a gate: every anchoring step waits until the test opens it,
+    /// like a chain that does not answer.
+    #[derive(Debug)]
+    pub struct Gated {
+        pub ledger: LocalLedger,
+        /// No permits until the test opens the gate.
+        pub gate: std::sync::Arc<tokio::sync::Semaphore>,
+        /// A permit each time a step reaches the gate.
+        pub reached: std::sync::Arc<tokio::sync::Semaphore>,
+    }
+
+    impl Gated {
+        async fn pass(&self) -> Result<(), AnchorError> {
+            self.reached.add_permits(1);
+            let permit =
+                self.gate.acquire().await.map_err(|e| AnchorError::Unavailable(e.to_string()))?;
+            drop(permit);
+            Ok(())
+        }
+
+        pub(super) async fn prepare(
+            &mut self,
+            batch: &Signed<SettlementBatch>,
+        ) -> Result<PreparedAnchor, AnchorError> {
+            self.pass().await?;
+            self.ledger.prepare(batch).await
+        }
+
+        pub(super) async fn submit(
+            &mut self,
+            prepared: &PreparedAnchor,
+        ) -> Result<(), AnchorError> {
+            self.pass().await?;
+            self.ledger.submit(prepared).await
+        }
+
+        pub(super) async fn confirm(
+            &mut self,
+            prepared: &PreparedAnchor,
+        ) -> Result<Confirmation, AnchorError> {
+            self.pass().await?;
+            self.ledger.confirm(prepared).await
+        }
+    }
+
+    /// GET `path` on `addr`: the status and how long the answer took.
+    async fn timed_get(addr: std::net::SocketAddr, path: &str) -> (u16, std::time::Duration) {
+        let url = format!("http://{addr}{path}");
+        tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
+            let status = match ureq::get(&url).timeout(std::time::Duration::from_secs(10)).call() {
+                Ok(r) => r.status(),
+                Err(ureq::Error::Status(code, _)) => code,
+                Err(e) => panic!("{url}: {e}"),
+            };
+            (status, t.elapsed())
+        })
+        .await
+        .unwrap()
+    }
+
+    /// While a round is stuck at the backend (a chain that does not answer), the settler's
+    /// routes still answer at once; once the backend answers, the round anchors.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_routes_answer_while_anchoring_is_blocked() {
+        let (tx, _) = tokio::sync::broadcast::channel(16);
+        let store = Store::temporary().unwrap();
+        let ing = Ingest::new(store.clone(), tx);
+        let now = samples::SAMPLE_TIME_MS + 1;
+        let ok = |kind, bytes: &[u8]| {
+            let r = ing.ingest(kind, &[bytes], now);
+            assert_eq!(r[0].reason, Reason::Ok, "{}", r[0].detail);
+        };
+        let order = samples::signed_order();
+        ok(Kind::Order, &order.encode());
+        let pk = samples::provider_key();
+        let info = Signed::sign(samples::provider_info(), &pk);
+        ok(Kind::ProviderInfo, &info.encode());
+        ok(
+            Kind::MatchBatch,
+            &Signed::sign(samples::match_batch(), &samples::settler_key()).encode(),
+        );
+        let award = samples::award();
+        let t0 = now + 1000;
+        ok(Kind::LeaseEvent, &running(&award, &pk, t0));
+        for i in 1..=10u64 {
+            ok(Kind::Heartbeat, &heartbeat(&pk, i, t0 + i * 1000, 1));
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path().join("s")).unwrap();
+        let key = samples::settler_key();
+        let ledger = LocalLedger::with_db(&db, settler_address(&key.public())).unwrap();
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        let reached = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        let backend = Backend::Gated(Gated {
+            ledger: ledger.clone(),
+            gate: gate.clone(),
+            reached: reached.clone(),
+        });
+        let g = genesis(&order.body.tenant_address, &award.price_per_hour.denom);
+        gate.add_permits(1000); // open while the settlement opens (it resumes nothing)
+        let settlement =
+            Settlement::with_backend(db, ledger, backend, key, g.clone()).await.unwrap();
+        gate.acquire_many(1000).await.unwrap().forget(); // closed again
+        let (fetch_tx, _fetch_rx) = tokio::sync::mpsc::channel(1);
+        let shared = std::sync::Arc::new(super::super::Shared {
+            clock: leasemesh_matcher::epoch::EpochClock {
+                epoch_ms: g.epoch_ms,
+                settle_delay_ms: g.settle_delay_ms,
+                leader_timeout_ms: g.leader_timeout_ms,
+            },
+            genesis: g,
+            metrics: Default::default(),
+            by_epoch: store.tree("settler/batches_by_epoch").unwrap(),
+            meta: store.tree("settler/meta").unwrap(),
+            store: store.clone(),
+            fetch_tx,
+            settlement: Some(settlement),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = super::super::api::router(shared.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let round = {
+            let (shared, store) = (shared.clone(), store.clone());
+            tokio::spawn(async move {
+                let s = shared.settlement.as_ref().unwrap();
+                s.settle_once(&store, t0 + 5_000).await
+            })
+        };
+        // The round holds the backend, waiting on it.
+        reached.acquire().await.unwrap().forget();
+        let lease = award.lease_id().to_hex();
+        let provider = &info.body.chain_address;
+        let mut slowest = std::time::Duration::ZERO;
+        for (path, want) in [
+            ("/v1/settler/status".to_string(), 200),
+            (format!("/v1/leases/{lease}/proof"), 404),
+            (format!("/v1/ledger/balances/{provider}"), 200),
+            (format!("/v1/ledger/grants/{}/uakt", order.body.tenant_address), 200),
+            ("/v1/ledger/bindings/inj1nobody".to_string(), 404),
+        ] {
+            let (status, took) = timed_get(addr, &path).await;
+            println!("{path}: {status} in {took:?} while anchoring is blocked");
+            assert_eq!(status, want, "{path}");
+            slowest = slowest.max(took);
+        }
+        assert!(slowest < std::time::Duration::from_secs(1), "a route took {slowest:?}");
+        assert!(!round.is_finished(), "the round is still waiting on the backend");
+
+        // The backend answers: the round anchors and the proof is served.
+        gate.add_permits(1000);
+        let r = round.await.unwrap().unwrap().expect("a batch");
+        assert_eq!(r.sequence, 1);
+        let (status, _) = timed_get(addr, &format!("/v1/leases/{lease}/proof")).await;
+        assert_eq!(status, 200);
     }
 }
