@@ -179,12 +179,12 @@ pub async fn start(
     let provider =
         crate::provider::role::ProviderRole::prepare(&config.provider, &key, &mut metrics.registry)
             .await?;
+    let swarm = build_swarm(p2p_key, &config.network, &mut metrics.registry)
+        .map_err(|e| StartError::Network(e.to_string()))?;
     let metrics = Arc::new(metrics);
 
     let listen = parse_addrs(&config.network.p2p_listen)?;
     let bootstrap = parse_addrs(&config.network.bootstrap)?;
-    let swarm =
-        build_swarm(p2p_key, &config.network).map_err(|e| StartError::Network(e.to_string()))?;
     let (gossip_tx, gossip_rx) = mpsc::channel(VALIDATION_QUEUE_CAPACITY);
     let (serve_tx, serve_rx) = mpsc::channel(SYNC_SERVER_QUEUE_CAPACITY);
     let (jobs_tx, jobs_rx) = mpsc::channel(SYNC_JOB_QUEUE_CAPACITY);

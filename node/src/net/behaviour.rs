@@ -10,6 +10,8 @@ use libp2p::{
     request_response, tcp, yamux, StreamProtocol, Swarm, SwarmBuilder,
 };
 
+use prometheus_client::registry::Registry;
+
 use super::scoring;
 use super::sync::{SyncRequest, SyncResponse, SYNC_PROTOCOL};
 use super::topics::max_transmit_size;
@@ -56,23 +58,42 @@ pub fn message_id(msg: &gossipsub::Message) -> gossipsub::MessageId {
     gossipsub::MessageId::from(h.0.to_vec())
 }
 
-fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, String> {
+/// Registers gossipsub's own metrics under `leasemesh_gossipsub_*`, among them
+/// `leasemesh_gossipsub_invalid_messages_per_topic_total{hash}`: messages that gossipsub refused
+/// before the node saw them (a bad envelope signature, a malformed sequence number or source).
+fn gossipsub_behaviour(
+    key: &identity::Keypair,
+    registry: &mut Registry,
+) -> Result<gossipsub::Behaviour, String> {
     let config = gossipsub::ConfigBuilder::default()
-        // Payloads are signed objects already: no second signature per message, and no author
-        // field that would make the same object two messages.
-        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        // Accept what other implementations send by default (go-libp2p and py-libp2p sign and set
+        // from + seqno) as well as unsigned messages; a signature that is present is checked.
+        // The payloads are signed objects already, so the envelope adds no trust: the id stays
+        // the payload hash and the same object from two authors is one message.
+        .validation_mode(gossipsub::ValidationMode::Permissive)
         .validate_messages()
         .message_id_fn(message_id)
         .max_transmit_size(max_transmit_size())
         .heartbeat_interval(GOSSIP_HEARTBEAT)
         .build()
         .map_err(|e| e.to_string())?;
-    let mut gs = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)?;
+    // Sign outbound envelopes: peers on a default go-libp2p or py-libp2p config (strict signing)
+    // drop unsigned messages. docs/interop.md has the measured cost.
+    let mut gs =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)?
+            .with_metrics(
+                registry.sub_registry_with_prefix("gossipsub"),
+                libp2p_gossipsub::MetricsConfig::default(),
+            );
     gs.with_peer_score(scoring::peer_score_params(), scoring::peer_score_thresholds())?;
     Ok(gs)
 }
 
-fn behaviour(key: &identity::Keypair, cfg: &NetworkConfig) -> Result<Behaviour, String> {
+fn behaviour(
+    key: &identity::Keypair,
+    cfg: &NetworkConfig,
+    registry: &mut Registry,
+) -> Result<Behaviour, String> {
     let peer_id = key.public().to_peer_id();
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(cfg.max_connections))
@@ -94,7 +115,7 @@ fn behaviour(key: &identity::Keypair, cfg: &NetworkConfig) -> Result<Behaviour, 
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(limits),
         blocked: allow_block_list::Behaviour::default(),
-        gossipsub: gossipsub_behaviour()?,
+        gossipsub: gossipsub_behaviour(key, registry)?,
         kad,
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
@@ -109,10 +130,12 @@ fn behaviour(key: &identity::Keypair, cfg: &NetworkConfig) -> Result<Behaviour, 
     })
 }
 
-/// Builds the swarm for `key` with TCP and QUIC transports.
+/// Builds the swarm for `key` with TCP and QUIC transports; the behaviours' own metrics go into
+/// `registry`.
 pub fn build_swarm(
     key: identity::Keypair,
     cfg: &NetworkConfig,
+    registry: &mut Registry,
 ) -> Result<Swarm<Behaviour>, BuildError> {
     let cfg = cfg.clone();
     let idle = Duration::from_secs(cfg.idle_timeout_secs);
@@ -121,7 +144,7 @@ pub fn build_swarm(
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|e| BuildError::Transport(e.to_string()))?
         .with_quic()
-        .with_behaviour(|key| behaviour(key, &cfg).map_err(Into::into))
+        .with_behaviour(|key| behaviour(key, &cfg, registry).map_err(Into::into))
         .map_err(|e| BuildError::Behaviour(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();

@@ -16,10 +16,10 @@ use libp2p::{identify, kad, mdns, Multiaddr, PeerId, Swarm};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::behaviour::{Behaviour, BehaviourEvent};
+use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::ratelimit::RateLimiter;
 use super::scoring::{self, PeerAction};
-use super::sync::{SyncRequest, SyncResponse};
+use super::sync::{SyncRequest, SyncResponse, SYNC_PROTOCOL};
 use super::topics::Topic;
 use crate::ingest::{Reason, Verdict};
 use crate::metrics::{Metrics, TopicLabels};
@@ -36,6 +36,8 @@ pub const SYNC_SERVER_QUEUE_CAPACITY: usize = 64;
 pub const SYNC_JOB_QUEUE_CAPACITY: usize = 256;
 /// How often Kademlia walks the network for more peers.
 pub const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(30);
+/// Most peers remembered as not speaking pull sync (then the memory starts over).
+pub const MAX_PEERS_WITHOUT_SYNC: usize = 4096;
 
 /// A request to the swarm task.
 #[derive(Debug)]
@@ -189,6 +191,11 @@ pub struct NetworkService {
     /// Consecutive score checks each peer spent below the ban threshold.
     low_score_checks: HashMap<PeerId, u32>,
     target_peers: u32,
+    /// Connected peers whose pull sync was started (once per connection, after identify).
+    sync_started: HashSet<PeerId>,
+    /// Peers whose identify did not list [`SYNC_PROTOCOL`] (another implementation, or a light
+    /// peer): no pull sync is tried with them, on this connection or the next.
+    without_sync: HashSet<PeerId>,
 }
 
 impl std::fmt::Debug for NetworkService {
@@ -265,6 +272,8 @@ impl NetworkService {
                 banned: HashSet::new(),
                 low_score_checks: HashMap::new(),
                 target_peers,
+                sync_started: HashSet::new(),
+                without_sync: HashSet::new(),
             },
             handle,
         ))
@@ -313,6 +322,10 @@ impl NetworkService {
                     .report_message_validation_result(&msg_id, &source, acceptance);
             }
             Command::Request { peer, request, reply } => {
+                if self.without_sync.contains(&peer) {
+                    let _ = reply.send(Err(format!("peer does not speak {SYNC_PROTOCOL}")));
+                    return;
+                }
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                 self.pending_requests.insert(id, reply);
             }
@@ -398,11 +411,7 @@ impl NetworkService {
                 peer_id,
                 info,
                 ..
-            })) => {
-                for a in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, a);
-                }
-            }
+            })) => self.on_identify(peer_id, info),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
                 peer, ..
             })) => {
@@ -415,33 +424,60 @@ impl NetworkService {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
+                // Only dialled: identify tells whether the peer belongs in the DHT.
                 for (peer, addr) in list {
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-                    if !self.swarm.is_connected(&peer) {
+                    if !self.swarm.is_connected(&peer) && !self.banned.contains(&peer) {
                         let _ = self.swarm.dial(addr);
                     }
                 }
             }
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 self.metrics.peers_connected.set(self.swarm.connected_peers().count() as i64);
-                if num_established.get() == 1
-                    && self.out.sync_jobs.try_send(SyncJob::PeerConnected(peer_id)).is_err()
-                {
-                    tracing::debug!(peer = %peer_id, "sync queue full; skipping sync with peer");
-                }
+                // Pull sync starts once identify says the peer speaks it (`on_identify`).
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
                 self.metrics.peers_connected.set(self.swarm.connected_peers().count() as i64);
                 if num_established == 0 {
                     self.rate.forget(&peer_id);
                     self.low_score_checks.remove(&peer_id);
+                    self.sync_started.remove(&peer_id);
                 }
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(addr = %address, peer = %self.swarm.local_peer_id(), "listening");
             }
             _ => {}
+        }
+    }
+
+    /// What identify says about a peer decides whether it joins the DHT (only peers that speak
+    /// [`KAD_PROTOCOL`]: another implementation's peer would spread through the routing tables and
+    /// be redialled on every walk) and whether pull sync is tried with it.
+    fn on_identify(&mut self, peer: PeerId, info: identify::Info) {
+        let speaks = |id: &str| info.protocols.iter().any(|p| p.as_ref() == id);
+        if speaks(KAD_PROTOCOL) {
+            for a in info.listen_addrs.iter() {
+                self.swarm.behaviour_mut().kad.add_address(&peer, a.clone());
+            }
+        }
+        if !speaks(SYNC_PROTOCOL) {
+            if self.without_sync.len() >= MAX_PEERS_WITHOUT_SYNC {
+                self.without_sync.clear();
+            }
+            if self.without_sync.insert(peer) {
+                tracing::debug!(peer = %peer, agent = %info.agent_version, "peer has no pull sync");
+            }
+            return;
+        }
+        self.without_sync.remove(&peer);
+        // Identify runs on every connection: the first one since the peer connected starts sync.
+        if !self.sync_started.insert(peer) {
+            return;
+        }
+        if self.out.sync_jobs.try_send(SyncJob::PeerConnected(peer)).is_err() {
+            tracing::debug!(peer = %peer, "sync queue full; skipping sync with peer");
+            self.sync_started.remove(&peer);
         }
     }
 
@@ -548,17 +584,22 @@ mod tests {
         }
     }
 
-    /// A full validation queue, an oversized payload and a rate-limited peer each get a verdict
-    /// (Ignore or Reject), counted by reason, without reaching the workers.
-    #[tokio::test]
-    async fn every_early_path_reports_a_verdict() {
+    struct Harness {
+        svc: NetworkService,
+        gossip_rx: mpsc::Receiver<GossipJob>,
+        jobs_rx: mpsc::Receiver<SyncJob>,
+        metrics: Arc<Metrics>,
+    }
+
+    fn service(gossip_capacity: usize) -> Harness {
         let key = libp2p::identity::Keypair::generate_ed25519();
-        let swarm = build_swarm(key, &NetworkConfig::default()).unwrap();
-        let (gossip, mut gossip_rx) = mpsc::channel(1);
+        let mut metrics = Metrics::new();
+        let swarm = build_swarm(key, &NetworkConfig::default(), &mut metrics.registry).unwrap();
+        let metrics = Arc::new(metrics);
+        let (gossip, gossip_rx) = mpsc::channel(gossip_capacity);
         let (sync_serve, _serve_rx) = mpsc::channel(1);
-        let (sync_jobs, _jobs_rx) = mpsc::channel(1);
-        let metrics = Arc::new(Metrics::new());
-        let (mut svc, _handle) = NetworkService::new(
+        let (sync_jobs, jobs_rx) = mpsc::channel(8);
+        let (svc, _handle) = NetworkService::new(
             swarm,
             &[],
             &[],
@@ -568,6 +609,97 @@ mod tests {
             metrics.clone(),
         )
         .unwrap();
+        Harness { svc, gossip_rx, jobs_rx, metrics }
+    }
+
+    /// An identify answer listing `protocols`, from a peer listening on `addr`.
+    fn identify_info(protocols: &[&'static str], addr: &str) -> identify::Info {
+        identify::Info {
+            public_key: libp2p::identity::Keypair::generate_ed25519().public(),
+            protocol_version: "ipfs/0.1.0".into(),
+            agent_version: "py-libp2p/0.8.1".into(),
+            listen_addrs: vec![addr.parse().unwrap()],
+            protocols: protocols.iter().map(|p| libp2p::StreamProtocol::new(p)).collect(),
+            observed_addr: Multiaddr::empty(),
+            signed_peer_record: None,
+        }
+    }
+
+    fn in_dht(svc: &mut NetworkService, peer: &PeerId) -> bool {
+        svc.swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .any(|b| b.iter().any(|e| e.node.key.preimage() == peer))
+    }
+
+    /// Only a peer whose identify lists the leasemesh Kademlia protocol goes into the DHT; a
+    /// foreign peer (gossipsub only) does not, so it is neither spread to others nor redialled
+    /// on every walk.
+    #[tokio::test]
+    async fn identify_adds_only_peers_that_speak_leasemesh_kad_to_the_dht() {
+        let mut h = service(8);
+        let leasemesh = PeerId::random();
+        let foreign = PeerId::random();
+        h.svc.on_identify(
+            leasemesh,
+            identify_info(
+                &[KAD_PROTOCOL, SYNC_PROTOCOL, "/meshsub/1.1.0"],
+                "/ip4/127.0.0.1/tcp/4001",
+            ),
+        );
+        h.svc.on_identify(
+            foreign,
+            identify_info(
+                &["/meshsub/1.1.0", "/ipfs/id/1.0.0", "/ipfs/kad/1.0.0"],
+                "/ip4/127.0.0.1/tcp/4002",
+            ),
+        );
+        assert!(in_dht(&mut h.svc, &leasemesh));
+        assert!(!in_dht(&mut h.svc, &foreign));
+    }
+
+    /// Pull sync starts once per connection, after identify, and only with a peer that lists the
+    /// protocol; a request to a peer known to lack it fails at once instead of dialling a stream.
+    #[tokio::test]
+    async fn pull_sync_is_tried_only_with_peers_that_speak_it() {
+        let mut h = service(8);
+        let leasemesh = PeerId::random();
+        let foreign = PeerId::random();
+        let with_sync = || identify_info(&[KAD_PROTOCOL, SYNC_PROTOCOL], "/ip4/127.0.0.1/tcp/1");
+        let without = || identify_info(&["/meshsub/1.1.0"], "/ip4/127.0.0.1/tcp/2");
+
+        h.svc.on_identify(leasemesh, with_sync());
+        // Identify again on the same connection (a push, a second connection): no second sync.
+        h.svc.on_identify(leasemesh, with_sync());
+        h.svc.on_identify(foreign, without());
+        h.svc.on_identify(foreign, without());
+        match h.jobs_rx.try_recv() {
+            Ok(SyncJob::PeerConnected(p)) => assert_eq!(p, leasemesh),
+            other => panic!("expected one sync job, got {other:?}"),
+        }
+        assert!(h.jobs_rx.try_recv().is_err(), "one sync job only");
+
+        let (reply, mut rx) = oneshot::channel();
+        h.svc.on_command(Command::Request {
+            peer: foreign,
+            request: SyncRequest::LiveIds {
+                kind: super::super::sync::SyncKind::Orders,
+                after: None,
+                limit: 1,
+            },
+            reply,
+        });
+        let answer = rx.try_recv().expect("answered at once");
+        assert!(answer.unwrap_err().contains(SYNC_PROTOCOL));
+        assert!(h.svc.pending_requests.is_empty());
+    }
+
+    /// A full validation queue, an oversized payload and a rate-limited peer each get a verdict
+    /// (Ignore or Reject), counted by reason, without reaching the workers.
+    #[tokio::test]
+    async fn every_early_path_reports_a_verdict() {
+        let Harness { mut svc, mut gossip_rx, metrics, .. } = service(1);
         let orders = Topic::Orders { shard: None };
 
         svc.on_gossip(message(orders, b"first"));
