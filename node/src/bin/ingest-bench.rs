@@ -5,7 +5,11 @@
 //! gossip workers use — decode, duplicate check, batch signature verification, semantics, sled
 //! store — in batches of the workers' size, then times verifying each bid's signature alone, one by one
 //! (what a node without batching would do). Best of three rounds each.
-//! Prints one JSON line: {"bids","ingest_per_s","raw_verify_per_s","ratio"}.
+//! Also times what gossipsub adds per message since the node signs its envelopes
+//! (docs/interop.md): one ed25519 signature by the publisher over the envelope, one check by
+//! each receiver (gossipsub does it on the connection task, outside this pipeline).
+//! Prints one JSON line: {"bids","ingest_per_s","raw_verify_per_s","ratio",
+//! "envelope_sign_per_s","envelope_verify_per_s"}.
 //!
 //! `cargo run --release -p leasemesh-node --bin ingest-bench -- [N]` (default 20000).
 
@@ -84,6 +88,8 @@ fn main() -> anyhow::Result<()> {
         raw_secs = raw_secs.min(t.elapsed().as_secs_f64());
     }
 
+    let (sign_secs, verify_secs) = time_envelopes(&encoded)?;
+
     let ingest_per_s = n as f64 / ingest_secs;
     let raw_per_s = n as f64 / raw_secs;
     println!(
@@ -93,9 +99,34 @@ fn main() -> anyhow::Result<()> {
             "ingest_per_s": ingest_per_s.round(),
             "raw_verify_per_s": raw_per_s.round(),
             "ratio": (ingest_per_s / raw_per_s * 100.0).round() / 100.0,
+            "envelope_sign_per_s": (n as f64 / sign_secs).round(),
+            "envelope_verify_per_s": (n as f64 / verify_secs).round(),
         })
     );
     Ok(())
+}
+
+/// Best-of-[`ROUNDS`] times to sign and to check a gossipsub envelope for each payload: the
+/// libp2p ed25519 key over `libp2p-pubsub:` and the payload with about the 60 bytes of author,
+/// sequence number and topic that the envelope adds.
+fn time_envelopes(payloads: &[Vec<u8>]) -> anyhow::Result<(f64, f64)> {
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let public = key.public();
+    let envelopes: Vec<Vec<u8>> =
+        payloads.iter().map(|p| [b"libp2p-pubsub:".as_slice(), &[0u8; 60], p].concat()).collect();
+    let mut sign_secs = f64::MAX;
+    let mut verify_secs = f64::MAX;
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let sigs = envelopes.iter().map(|e| key.sign(e)).collect::<Result<Vec<_>, _>>()?;
+        sign_secs = sign_secs.min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for (e, s) in envelopes.iter().zip(&sigs) {
+            anyhow::ensure!(public.verify(e, s), "envelope verify failed");
+        }
+        verify_secs = verify_secs.min(t.elapsed().as_secs_f64());
+    }
+    Ok((sign_secs, verify_secs))
 }
 
 /// A fresh directory under the system temp dir (a real on-disk sled, as the node uses).

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, kad, mdns, Multiaddr, PeerId, Swarm};
 use serde::Serialize;
@@ -36,6 +37,12 @@ pub const SYNC_SERVER_QUEUE_CAPACITY: usize = 64;
 pub const SYNC_JOB_QUEUE_CAPACITY: usize = 256;
 /// How often Kademlia walks the network for more peers.
 pub const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(30);
+/// While a node has no peer, it redials its bootstrap peers after this long, doubling up to
+/// [`BOOTSTRAP_REDIAL_MAX`] (the Kademlia walk's interval): a node started just before its
+/// bootstrap peer listens joins within seconds, not at the next walk. A peer with a dial still
+/// pending or banned by this node is not redialled.
+pub const BOOTSTRAP_REDIAL_FIRST: Duration = Duration::from_secs(1);
+pub const BOOTSTRAP_REDIAL_MAX: Duration = KAD_BOOTSTRAP_INTERVAL;
 /// Most peers remembered as not speaking pull sync (then the memory starts over).
 pub const MAX_PEERS_WITHOUT_SYNC: usize = 4096;
 
@@ -196,6 +203,11 @@ pub struct NetworkService {
     /// Peers whose identify did not list [`SYNC_PROTOCOL`] (another implementation, or a light
     /// peer): no pull sync is tried with them, on this connection or the next.
     without_sync: HashSet<PeerId>,
+    /// The configured bootstrap peers, redialled while no peer is connected.
+    bootstrap: Vec<Multiaddr>,
+    /// When to check for peers (and redial) next, and the wait after a redial.
+    redial_at: tokio::time::Instant,
+    redial_backoff: Duration,
 }
 
 impl std::fmt::Debug for NetworkService {
@@ -254,29 +266,67 @@ impl NetworkService {
             if let Some((peer, addr)) = split_peer(a) {
                 swarm.behaviour_mut().kad.add_address(&peer, addr);
             }
-            if let Err(e) = swarm.dial(a.clone()) {
-                tracing::warn!(addr = %a, error = %e, "cannot dial bootstrap peer");
-            }
         }
         let (tx, commands) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
         let handle = NetworkHandle { tx, peer_id: *swarm.local_peer_id() };
-        Ok((
-            NetworkService {
-                swarm,
-                commands,
-                out,
-                metrics,
-                pending_requests: HashMap::new(),
-                rate: RateLimiter::new(gossip_rate.0, gossip_rate.1),
-                app_scores: HashMap::new(),
-                banned: HashSet::new(),
-                low_score_checks: HashMap::new(),
-                target_peers,
-                sync_started: HashSet::new(),
-                without_sync: HashSet::new(),
-            },
-            handle,
-        ))
+        let mut service = NetworkService {
+            swarm,
+            commands,
+            out,
+            metrics,
+            pending_requests: HashMap::new(),
+            rate: RateLimiter::new(gossip_rate.0, gossip_rate.1),
+            app_scores: HashMap::new(),
+            banned: HashSet::new(),
+            low_score_checks: HashMap::new(),
+            target_peers,
+            sync_started: HashSet::new(),
+            without_sync: HashSet::new(),
+            bootstrap: bootstrap.to_vec(),
+            redial_at: tokio::time::Instant::now() + BOOTSTRAP_REDIAL_FIRST,
+            redial_backoff: BOOTSTRAP_REDIAL_FIRST,
+        };
+        service.dial_bootstrap();
+        Ok((service, handle))
+    }
+
+    /// Dials the bootstrap peers this node is not connected to, has not banned and is not
+    /// dialling already (an address without a peer id only when no dial is pending at all).
+    fn dial_bootstrap(&mut self) {
+        let pending = self.swarm.network_info().connection_counters().num_pending_outgoing();
+        for a in self.bootstrap.clone() {
+            let opts = match split_peer(&a) {
+                Some((peer, _))
+                    if self.banned.contains(&peer) || self.swarm.is_connected(&peer) =>
+                {
+                    continue
+                }
+                Some((peer, addr)) => DialOpts::peer_id(peer)
+                    .addresses(vec![addr])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+                None if pending > 0 => continue,
+                None => DialOpts::from(a.clone()),
+            };
+            match self.swarm.dial(opts) {
+                Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {}
+                Err(e) => tracing::warn!(addr = %a, error = %e, "cannot dial bootstrap peer"),
+            }
+        }
+    }
+
+    /// While no peer is connected, redials the bootstrap peers with a doubling wait; once one
+    /// is, the wait starts over (a node that loses every peer later redials quickly too).
+    fn redial_bootstrap(&mut self) {
+        if self.swarm.connected_peers().next().is_some() {
+            self.redial_backoff = BOOTSTRAP_REDIAL_FIRST;
+            self.redial_at = tokio::time::Instant::now() + BOOTSTRAP_REDIAL_FIRST;
+            return;
+        }
+        tracing::debug!(after = ?self.redial_backoff, "no peers: redialling the bootstrap peers");
+        self.dial_bootstrap();
+        self.redial_at = tokio::time::Instant::now() + self.redial_backoff;
+        self.redial_backoff = (self.redial_backoff * 2).min(BOOTSTRAP_REDIAL_MAX);
     }
 
     /// Runs until `shutdown` flips.
@@ -293,6 +343,9 @@ impl NetworkService {
                 _ = kad_tick.tick() => {
                     // No known peers yet is normal for the first node of a mesh.
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
+                _ = tokio::time::sleep_until(self.redial_at), if !self.bootstrap.is_empty() => {
+                    self.redial_bootstrap();
                 }
             }
         }
@@ -693,6 +746,69 @@ mod tests {
         let answer = rx.try_recv().expect("answered at once");
         assert!(answer.unwrap_err().contains(SYNC_PROTOCOL));
         assert!(h.svc.pending_requests.is_empty());
+    }
+
+    /// Starts a network service on its own task; the handle and the receiving ends of its
+    /// queues (kept alive by the caller).
+    #[allow(clippy::type_complexity)]
+    fn spawn_service(
+        key: libp2p::identity::Keypair,
+        listen: &[Multiaddr],
+        bootstrap: &[Multiaddr],
+        shutdown: watch::Receiver<bool>,
+    ) -> (
+        NetworkHandle,
+        (mpsc::Receiver<GossipJob>, mpsc::Receiver<SyncServe>, mpsc::Receiver<SyncJob>),
+    ) {
+        let mut metrics = Metrics::new();
+        let swarm = build_swarm(key, &NetworkConfig::default(), &mut metrics.registry).unwrap();
+        let (gossip, gossip_rx) = mpsc::channel(64);
+        let (sync_serve, serve_rx) = mpsc::channel(64);
+        let (sync_jobs, jobs_rx) = mpsc::channel(64);
+        let (svc, handle) = NetworkService::new(
+            swarm,
+            listen,
+            bootstrap,
+            8,
+            (1000, 100),
+            ServiceOutputs { gossip, sync_serve, sync_jobs },
+            Arc::new(metrics),
+        )
+        .unwrap();
+        tokio::spawn(svc.run(shutdown));
+        (handle, (gossip_rx, serve_rx, jobs_rx))
+    }
+
+    /// A node started before its bootstrap peer listens connects within seconds of the peer
+    /// coming up (the redial), not at the next Kademlia walk 30 s later. Real TCP on loopback.
+    #[tokio::test]
+    async fn a_node_started_before_its_bootstrap_peer_connects_once_it_listens() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let key_a = libp2p::identity::Keypair::generate_ed25519();
+        let addr_a: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+        let boot = addr_a.clone().with(Protocol::P2p(key_a.public().to_peer_id()));
+        let (_stop, shutdown) = watch::channel(false);
+
+        let local: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
+        let key_b = libp2p::identity::Keypair::generate_ed25519();
+        let (b, _b_queues) = spawn_service(key_b, &[local], &[boot], shutdown.clone());
+        // B's first dial and its first redials find nobody listening.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(b.status().await.unwrap().connected_peers.is_empty());
+
+        let (_a, _a_queues) = spawn_service(key_a, &[addr_a], &[], shutdown);
+        let since = Instant::now();
+        loop {
+            if !b.status().await.unwrap().connected_peers.is_empty() {
+                break;
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(12),
+                "B did not reach its bootstrap peer within 12 s of it listening"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("B connected {} ms after A listened", since.elapsed().as_millis());
     }
 
     /// A full validation queue, an oversized payload and a rate-limited peer each get a verdict
