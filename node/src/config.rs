@@ -50,6 +50,11 @@ pub struct NetworkConfig {
     pub gossip_rate_per_sec: u32,
     /// Gossip messages one peer may send in a burst.
     pub gossip_rate_burst: u32,
+    /// Sign the gossipsub envelope of every message this node publishes. Peers of other libp2p
+    /// implementations on their default (strict signing) drop unsigned messages; every signed
+    /// message costs each receiving node one more ed25519 check (docs/interop.md). Inbound, signed
+    /// and unsigned messages are accepted either way.
+    pub sign_gossip: bool,
 }
 
 impl Default for NetworkConfig {
@@ -68,6 +73,7 @@ impl Default for NetworkConfig {
             target_peers: 12,
             gossip_rate_per_sec: crate::net::scoring::GOSSIP_RATE_PER_SEC,
             gossip_rate_burst: crate::net::scoring::GOSSIP_RATE_BURST,
+            sign_gossip: true,
         }
     }
 }
@@ -228,6 +234,10 @@ target_peers = {target}
 gossip_rate_per_sec = {rate}
 # Gossip messages one peer may send in a burst.
 gossip_rate_burst = {burst}
+# Sign the gossip envelope of what this node publishes, so that go-libp2p and py-libp2p peers
+# on their default (strict signing) accept it. Costs each receiver one ed25519 check per
+# message; a mesh of leasemesh nodes only can turn it off (see docs/interop.md).
+sign_gossip = {sign}
 
 [api]
 # Address of the HTTP API (JSON, server-sent events, /metrics). Keep it on loopback unless a
@@ -261,6 +271,7 @@ unsafe_raw_publish = {raw}
             target = n.target_peers,
             rate = n.gossip_rate_per_sec,
             burst = n.gossip_rate_burst,
+            sign = n.sign_gossip,
             api = s(&self.api.listen),
             fmt = s(fmt),
             filter = s(&self.log.filter),

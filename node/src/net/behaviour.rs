@@ -63,6 +63,7 @@ pub fn message_id(msg: &gossipsub::Message) -> gossipsub::MessageId {
 /// before the node saw them (a bad envelope signature, a malformed sequence number or source).
 fn gossipsub_behaviour(
     key: &identity::Keypair,
+    sign: bool,
     registry: &mut Registry,
 ) -> Result<gossipsub::Behaviour, String> {
     let config = gossipsub::ConfigBuilder::default()
@@ -77,14 +78,17 @@ fn gossipsub_behaviour(
         .heartbeat_interval(GOSSIP_HEARTBEAT)
         .build()
         .map_err(|e| e.to_string())?;
-    // Sign outbound envelopes: peers on a default go-libp2p or py-libp2p config (strict signing)
-    // drop unsigned messages. docs/interop.md has the measured cost.
-    let mut gs =
-        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)?
-            .with_metrics(
-                registry.sub_registry_with_prefix("gossipsub"),
-                libp2p_gossipsub::MetricsConfig::default(),
-            );
+    // Signed outbound envelopes by default (`sign_gossip`): peers on a default go-libp2p or
+    // py-libp2p config (strict signing) drop unsigned messages. docs/interop.md has the cost.
+    let authenticity = if sign {
+        gossipsub::MessageAuthenticity::Signed(key.clone())
+    } else {
+        gossipsub::MessageAuthenticity::Anonymous
+    };
+    let mut gs = gossipsub::Behaviour::new(authenticity, config)?.with_metrics(
+        registry.sub_registry_with_prefix("gossipsub"),
+        libp2p_gossipsub::MetricsConfig::default(),
+    );
     gs.with_peer_score(scoring::peer_score_params(), scoring::peer_score_thresholds())?;
     Ok(gs)
 }
@@ -115,7 +119,7 @@ fn behaviour(
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(limits),
         blocked: allow_block_list::Behaviour::default(),
-        gossipsub: gossipsub_behaviour(key, registry)?,
+        gossipsub: gossipsub_behaviour(key, cfg.sign_gossip, registry)?,
         kad,
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
