@@ -2,6 +2,8 @@
 //! signing, from + seqno) joins two real leasemesh nodes on loopback, through
 //! node/tests/interop/peer.py. `scripts/install-deps.sh` makes the venv it runs in.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
