@@ -39,10 +39,24 @@ pub const LABEL_REPLICA: &str = "leasemesh.replica";
 /// even when several providers (a local testnet) share one Docker daemon.
 pub const LABEL_OWNER: &str = "leasemesh.owner";
 
+/// Which runtime runs the leases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Containers on the Docker Engine.
+    #[default]
+    Docker,
+    /// Nothing runs: a lease whose manifest matches its order is Running at once, with no
+    /// endpoints. For benchmarks that measure the market, not Docker; never for tenants.
+    None,
+}
+
 /// `[provider.runtime]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RuntimeConfig {
+    /// `docker` (the default) or `none` (see [`RuntimeKind::None`]); anything else is refused.
+    pub kind: RuntimeKind,
     /// Docker endpoint; empty means the local default (`DOCKER_HOST` or /var/run/docker.sock).
     pub docker_host: String,
     /// Address ports are published on (`0.0.0.0` for everyone, `127.0.0.1` for tests).
@@ -65,6 +79,7 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
+            kind: RuntimeKind::Docker,
             docker_host: String::new(),
             host_address: "0.0.0.0".into(),
             advertise_host: "127.0.0.1".into(),
@@ -350,7 +365,13 @@ fn lease_filter(owner: &str, lease_id: Option<&Id>) -> HashMap<String, Vec<Strin
 
 impl DockerRuntime {
     /// Connects to the configured Docker endpoint and agrees on an API version the daemon speaks.
+    /// With kind `none` nothing is contacted: the handle is never used.
     pub async fn connect(cfg: RuntimeConfig) -> Result<DockerRuntime, RuntimeError> {
+        if cfg.kind == RuntimeKind::None {
+            let docker =
+                Docker::connect_with_http("http://127.0.0.1:9", 1, bollard::API_DEFAULT_VERSION)?;
+            return Ok(DockerRuntime { docker, cfg });
+        }
         let docker = if cfg.docker_host.is_empty() {
             Docker::connect_with_local_defaults()?
         } else if let Some(path) = cfg.docker_host.strip_prefix("unix://") {
@@ -373,6 +394,9 @@ impl DockerRuntime {
     /// Creates the lease's network and containers and starts them. Returns the endpoint URIs.
     /// On any failure everything of the lease is removed again.
     pub async fn start(&self, spec: &LeaseSpec) -> Result<Vec<String>, RuntimeError> {
+        if self.cfg.kind == RuntimeKind::None {
+            return Ok(Vec::new());
+        }
         match self.start_inner(spec).await {
             Ok(endpoints) => Ok(endpoints),
             Err(e) => {
@@ -462,6 +486,9 @@ impl DockerRuntime {
 
     /// Status of every replica of a lease (empty when nothing of it runs here).
     pub async fn status(&self, lease_id: &Id) -> Result<LeaseStatus, RuntimeError> {
+        if self.cfg.kind == RuntimeKind::None {
+            return Ok(LeaseStatus { lease_id: *lease_id, replicas: Vec::new() });
+        }
         let opts = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&lease_filter(&self.cfg.name_prefix, Some(lease_id)))
@@ -539,6 +566,9 @@ impl DockerRuntime {
     /// Stops and removes every container and the network of a lease. Missing objects are fine:
     /// closing twice is closing once.
     pub async fn close(&self, lease_id: &Id) -> Result<(), RuntimeError> {
+        if self.cfg.kind == RuntimeKind::None {
+            return Ok(());
+        }
         let opts = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&lease_filter(&self.cfg.name_prefix, Some(lease_id)))
@@ -580,6 +610,9 @@ impl DockerRuntime {
     /// After a restart: keeps the containers of `live` leases (starting any that stopped) and
     /// removes every other container and network carrying the lease label.
     pub async fn reconcile(&self, live: &BTreeSet<Id>) -> Result<Reconciled, RuntimeError> {
+        if self.cfg.kind == RuntimeKind::None {
+            return Ok(Reconciled::default());
+        }
         let opts = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&lease_filter(&self.cfg.name_prefix, None))
@@ -757,5 +790,35 @@ mod tests {
         assert_eq!(rp.name, Some(RestartPolicyNameEnum::ON_FAILURE));
         assert_eq!(rp.maximum_retry_count, Some(5));
         assert_eq!(hc.network_mode, Some(cfg.network_name(&lease)));
+    }
+
+    #[test]
+    fn kind_none_parses_and_unknown_kinds_are_refused() {
+        let cfg: RuntimeConfig = toml::from_str("kind = \"none\"").unwrap();
+        assert_eq!(cfg.kind, RuntimeKind::None);
+        assert_eq!(RuntimeConfig::default().kind, RuntimeKind::Docker);
+        let err = toml::from_str::<RuntimeConfig>("kind = \"podman\"").unwrap_err();
+        assert!(err.to_string().contains("podman"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn kind_none_runs_leases_without_docker() {
+        // An endpoint where no Docker answers: the none runtime must not contact it.
+        let cfg = RuntimeConfig {
+            kind: RuntimeKind::None,
+            docker_host: "unix:///nonexistent/docker.sock".into(),
+            ..RuntimeConfig::default()
+        };
+        let rt = DockerRuntime::connect(cfg).await.unwrap();
+        let lease = Id::domain("lease", &[b"1"]);
+        let spec =
+            lease_spec(lease, &samples::order(), &samples::manifest(), &sample_alloc()).unwrap();
+        assert_eq!(rt.start(&spec).await.unwrap(), Vec::<String>::new());
+        assert!(rt.status(&lease).await.unwrap().replicas.is_empty());
+        rt.close(&lease).await.unwrap();
+        assert_eq!(rt.reconcile(&BTreeSet::from([lease])).await.unwrap(), Reconciled::default());
+        // The same config with Docker asked for fails to connect there.
+        let docker = RuntimeConfig { kind: RuntimeKind::Docker, ..rt.config().clone() };
+        assert!(DockerRuntime::connect(docker).await.is_err());
     }
 }
