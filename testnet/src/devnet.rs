@@ -45,6 +45,9 @@ pub struct DevnetConfig {
     pub seed: u64,
     /// Give up when no block appears within this long.
     pub startup_timeout: Duration,
+    /// The auth module's `max_memo_characters`; `None` keeps the chain's default (256). The
+    /// bench's Akash-style baseline carries deployment-sized memos.
+    pub max_memo_characters: Option<u64>,
 }
 
 impl Default for DevnetConfig {
@@ -57,6 +60,7 @@ impl Default for DevnetConfig {
             account_balance: 1_000_000 * 1_000_000_000_000_000_000, // 1M INJ
             seed: 0x1ea5_e3e5,
             startup_timeout: Duration::from_secs(120),
+            max_memo_characters: None,
         }
     }
 }
@@ -410,6 +414,13 @@ impl Devnet {
         let mut funded = vec![(validator.clone(), SELF_DELEGATION.saturating_mul(10))];
         funded.extend(accounts.iter().map(|a| (a.address.clone(), cfg.account_balance)));
         fund_in_genesis(&mut genesis, &funded)?;
+        if let Some(max) = cfg.max_memo_characters {
+            let params = genesis
+                .pointer_mut("/app_state/auth/params")
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| DevnetError::Config("genesis has no auth.params".into()))?;
+            params.insert("max_memo_characters".into(), json!(max.to_string()));
+        }
         let text = serde_json::to_string_pretty(&genesis)
             .map_err(|e| DevnetError::Config(e.to_string()))?;
         std::fs::write(&genesis_path, text).map_err(io_err(&genesis_path))?;

@@ -29,6 +29,10 @@ enum Command {
     /// the `leasemesh` commands to deploy, list, read logs and close; runs until Ctrl-C, then
     /// removes everything (`--keep-chain` leaves the devnet up).
     Up(leasemesh_testnet::up::UpArgs),
+    /// The network bench: N node processes on 127.0.0.1 (providers on the no-op runtime) under
+    /// a steady order rate, optionally against an Akash-style on-chain market on the same
+    /// devnet; prints one JSON line and writes a report (report.md and SVG plots).
+    Bench(leasemesh_testnet::bench::BenchArgs),
     /// Start a fresh one-validator Injective chain on loopback, print its RPC URL, chain id and
     /// funded accounts (with their secp256k1 secrets) as JSON, and run until Ctrl-C.
     /// Needs `injectived` on PATH: run scripts/install-chain.sh.
@@ -152,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo(args) => leasemesh_testnet::demo::main(args.into_options()?).await,
         Command::Up(args) => leasemesh_testnet::up::main(args).await,
+        Command::Bench(args) => leasemesh_testnet::bench::main(args).await,
         Command::Devnet { dir, accounts, block_time_ms } => {
             run_devnet(dir, accounts, block_time_ms).await
         }

@@ -28,6 +28,9 @@ pub struct ProviderSpec {
     /// Where the provider is paid: its chain account (bech32) on a chain-backed mesh;
     /// `provider-<node index>` on the embedded ledger when `None`.
     pub chain_address: Option<String>,
+    /// `[provider.runtime] kind`: `None` keeps the node's default (Docker); the bench uses
+    /// `none` (leases run without containers).
+    pub runtime_kind: Option<String>,
 }
 
 impl ProviderSpec {
@@ -42,6 +45,7 @@ impl ProviderSpec {
             ephemeral_storage_per_gib: 400,
             region: "local".into(),
             chain_address: None,
+            runtime_kind: None,
         }
     }
 }
@@ -443,6 +447,9 @@ fn node_toml(spec: &MeshSpec, n: &NodeProc, bootstrap: &[String], genesis: &Path
             epg = p.ephemeral_storage_per_gib,
             prefix = toml_str(&spec.container_prefix),
         );
+        if let Some(kind) = &p.runtime_kind {
+            let _ = writeln!(s, "kind = {}", toml_str(kind));
+        }
     }
     s
 }
