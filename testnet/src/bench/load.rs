@@ -107,9 +107,9 @@ fn send_manifests(
             continue;
         }
         for _ in 0..100 {
-            if !infos.contains_key(&a.provider) {
+            if let std::collections::hash_map::Entry::Vacant(e) = infos.entry(a.provider) {
                 if let Ok(Some(i)) = client.provider(&a.provider) {
-                    infos.insert(a.provider, (i.body.api_endpoint, i.body.encryption_key));
+                    e.insert((i.body.api_endpoint, i.body.encryption_key));
                 }
             }
             let Some((api, key)) = infos.get(&a.provider) else {

@@ -10,6 +10,7 @@
 
 pub mod akash;
 pub mod load;
+pub mod memory;
 pub mod procfs;
 pub mod report;
 
@@ -79,6 +80,14 @@ pub struct BenchArgs {
     /// Keep the nodes' temp directory (logs, stores).
     #[arg(long)]
     pub keep: bool,
+    /// Instead of the mesh run: fill one node with live orders and bids through its API and
+    /// measure its RSS.
+    #[arg(long)]
+    pub memory: bool,
+    #[arg(long, default_value_t = 100_000)]
+    pub memory_orders: usize,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub memory_bids: usize,
 }
 
 impl BenchArgs {
@@ -172,8 +181,17 @@ pub struct BenchLine {
 /// `leasemesh-testnet bench`: runs the mesh load, the baseline, writes the report and prints
 /// the JSON line (stdout); progress goes to stderr.
 pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
-    args.check()?;
     let start = std::time::Instant::now();
+    if args.memory {
+        let line = tokio::task::spawn_blocking(move || {
+            let mut progress = |l: &str| eprintln!("[{:>6.1}s] {l}", start.elapsed().as_secs_f64());
+            memory::run(args.memory_orders, args.memory_bids, args.keep, &mut progress)
+        })
+        .await??;
+        println!("{}", serde_json::to_string(&line)?);
+        return Ok(());
+    }
+    args.check()?;
     let line = tokio::task::spawn_blocking(move || {
         let mut progress = |l: &str| eprintln!("[{:>6.1}s] {l}", start.elapsed().as_secs_f64());
         load::run(&args, &mut progress)
