@@ -14,6 +14,9 @@ fn small_bench_with_the_akash_baseline() {
     // The test binaries are debug builds on a shared machine: a long bid window keeps every
     // order's bids inside its auction.
     let out = Command::new(env!("CARGO_BIN_EXE_leasemesh-testnet"))
+        // Without CARGO the bench uses the leasemesh-node built beside it instead of running
+        // cargo build (which would wait for the build lock inside the test).
+        .env_remove("CARGO")
         .args([
             "bench",
             "--nodes",
