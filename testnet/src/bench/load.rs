@@ -299,7 +299,7 @@ pub fn run(args: &BenchArgs, progress: &mut dyn FnMut(&str)) -> anyhow::Result<B
         keep: args.keep,
         log_filter: "warn".into(),
     };
-    let mesh = Mesh::start(&spec, progress)?;
+    let mesh = start_mesh(&spec, progress)?;
     if let Some(c) = &chain {
         for (i, k) in keys.iter().enumerate() {
             c.grant_and_bind(&mesh.settler().client(), i, k, crate::demo::CHAIN_GRANT)
@@ -321,6 +321,22 @@ pub fn run(args: &BenchArgs, progress: &mut dyn FnMut(&str)) -> anyhow::Result<B
         _ => None,
     };
     report::finish(args, &figs, settle, baseline.as_ref(), progress)
+}
+
+/// Starts the mesh, again (up to 3 times) when a node lost its free port to another process
+/// between the harness picking it and the node binding it: with hundreds of nodes dialing,
+/// their outgoing connections take ports from the same ephemeral range.
+fn start_mesh(spec: &MeshSpec, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Mesh> {
+    let mut attempt = 1;
+    loop {
+        match Mesh::start(spec, progress) {
+            Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
+                progress(&format!("a node's port was taken under it; starting again ({e:#})"));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Chain transactions and gas of the leasemesh run.
