@@ -137,8 +137,14 @@ pub struct Mesh {
     _tmp: Option<tempfile::TempDir>,
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A free port, distinct from every port picked before in `held` (whose listeners stay open
+/// until all nodes are configured: released ports are handed out again, and 200 nodes pick
+/// 400 of them).
+fn free_port(held: &mut Vec<TcpListener>) -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let port = l.local_addr()?.port();
+    held.push(l);
+    Ok(port)
 }
 
 fn toml_str(s: &str) -> String {
@@ -164,10 +170,11 @@ impl Mesh {
         let dir = tmp.path().to_path_buf();
         let (tmp, dir) = if spec.keep { (None, tmp.keep()) } else { (Some(tmp), dir) };
         let mut nodes = Vec::new();
+        let mut held = Vec::new();
         for i in 0..spec.nodes {
             let home = dir.join(format!("node{i}"));
-            let p2p_port = free_port()?;
-            let api_port = free_port()?;
+            let p2p_port = free_port(&mut held)?;
+            let api_port = free_port(&mut held)?;
             let out = Command::new(&spec.node_bin)
                 .arg("init")
                 .arg("--home")
@@ -207,6 +214,7 @@ impl Mesh {
                 child: None,
             });
         }
+        drop(held);
         let genesis_path = dir.join("genesis.toml");
         std::fs::write(&genesis_path, genesis_toml(spec, &nodes[0].key))?;
         if let Some(chain) = &spec.chain {
