@@ -8,6 +8,11 @@
 //! `signed_<kind>_hex`, for example `signed_order_hex`, works too). Answers: 201 with
 //! `{"id", "published"}`; 400 undecodable; 413 too large; 422 bad signature, invalid or expired;
 //! 409 already known.
+//!
+//! Listings (`GET /v1/orders`, `/v1/leases`, `/v1/providers`) are paged: `?limit=N&after=<hex>`
+//! gives at most N items (default [`api::DEFAULT_PAGE_LIMIT`], at most [`api::MAX_PAGE_LIMIT`]) in key
+//! order after the cursor, as `{"items": [...], "next": "<hex>"}`; `next` is absent on the last
+//! page. The answer types are [`leasemesh_protocol::api`]'s, shared with the light client.
 
 use std::convert::Infallible;
 
@@ -18,10 +23,14 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use leasemesh_protocol::api::{
+    self, ErrorBody, Health, LeaseDetail, NoExtra, OrderExtra, Page, PageQuery, ProviderExtra,
+    RawPublished, SignedView, Submitted,
+};
 use leasemesh_protocol::types::MAX_MATCH_BATCH_SIZE;
-use leasemesh_protocol::{Hash, Id, Signable, Signed};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use leasemesh_protocol::{Hash, Id, LeaseEvent, Order, ProviderInfo, PublicKey, Signable, Signed};
+use serde::Deserialize;
+use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::ingest::{Kind, Outcome, Reason};
@@ -53,7 +62,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.error, "detail": self.detail }))).into_response()
+        let body = ErrorBody { error: self.error.to_owned(), detail: self.detail };
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -93,8 +103,8 @@ pub fn router(node: Node) -> Router {
     r.layer(DefaultBodyLimit::max(2 * MAX_MATCH_BATCH_SIZE + 1024)).with_state(node)
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok".into() })
 }
 
 async fn metrics(State(node): State<Node>) -> Response {
@@ -110,7 +120,7 @@ async fn metrics(State(node): State<Node>) -> Response {
         .into_response()
 }
 
-async fn status(State(node): State<Node>) -> ApiResult<Json<Value>> {
+async fn status(State(node): State<Node>) -> ApiResult<Json<api::Status>> {
     let net = node.net.status().await.ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -118,16 +128,20 @@ async fn status(State(node): State<Node>) -> ApiResult<Json<Value>> {
             "the network service has stopped",
         )
     })?;
-    Ok(Json(json!({
-        "peer_id": net.peer_id,
-        "node_key": node.key.public(),
-        "listen_addrs": net.listen_addrs,
-        "connected_peers": net.connected_peers,
-        "mesh": net.mesh,
-        "banned_peers": net.banned_peers,
-        "store": node.store.counts(),
-        "time_ms": now_ms(),
-    })))
+    Ok(Json(api::Status {
+        peer_id: net.peer_id,
+        node_key: node.key.public(),
+        listen_addrs: net.listen_addrs,
+        connected_peers: net
+            .connected_peers
+            .into_iter()
+            .map(|p| api::PeerStatus { peer_id: p.peer_id, score: p.score, app_score: p.app_score })
+            .collect(),
+        mesh: net.mesh.into_iter().collect(),
+        banned_peers: net.banned_peers,
+        store: node.store.counts(),
+        time_ms: now_ms(),
+    }))
 }
 
 // --- submissions ---
@@ -168,11 +182,11 @@ async fn submit(node: Node, kind: Kind, headers: HeaderMap, body: Bytes) -> ApiR
     match node.submit(kind, bytes).await {
         Ok(s) => Ok((
             StatusCode::CREATED,
-            Json(json!({
-                "id": s.id,
-                "published": s.publish_error.is_none(),
-                "publish_note": s.publish_error.map(|e| e.to_string()),
-            })),
+            Json(Submitted {
+                id: s.id,
+                published: s.publish_error.is_none(),
+                publish_note: s.publish_error.map(|e| e.to_string()),
+            }),
         )
             .into_response()),
         Err(o) => Err(outcome_error(&o)),
@@ -200,18 +214,7 @@ async fn post_lease_event(State(n): State<Node>, h: HeaderMap, b: Bytes) -> ApiR
 
 // --- reads ---
 
-/// A signed object as the API shows it: id, body, signer and the exact signed bytes.
-#[derive(Debug, Serialize)]
-pub struct SignedView<T: Serialize> {
-    pub id: Id,
-    pub signer: leasemesh_protocol::PublicKey,
-    #[serde(flatten)]
-    pub extra: Value,
-    pub body: T,
-    pub signed_hex: String,
-}
-
-fn view<T: Signable>(s: &Signed<T>, extra: Value) -> SignedView<T> {
+fn view<T: Signable, X>(s: &Signed<T>, extra: X) -> SignedView<T, X> {
     SignedView {
         id: s.id(),
         signer: s.signer,
@@ -225,42 +228,69 @@ fn parse_id(s: &str) -> ApiResult<Id> {
     Hash::from_hex(s).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_id", e.to_string()))
 }
 
-/// Query of `GET /v1/orders`.
+/// Query of `GET /v1/orders`: the page, and whether closed auctions are listed too.
 #[derive(Debug, Deserialize)]
 pub struct OrdersQuery {
     /// Include orders whose auction has closed.
     #[serde(default)]
     pub all: bool,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub after: Option<String>,
+}
+
+/// The limit and the cursor of a page query, checked.
+fn page_args(q: &PageQuery) -> ApiResult<(usize, Option<Hash>)> {
+    let limit =
+        q.limit().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_limit", e.to_string()))?;
+    let after = q
+        .after
+        .as_deref()
+        .map(|a| {
+            Hash::from_hex(a).map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_cursor", format!("after: {e}"))
+            })
+        })
+        .transpose()?;
+    Ok((limit, after))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
     tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
 }
 
+type OrderView = SignedView<Order, OrderExtra>;
+
 async fn list_orders(
     State(node): State<Node>,
     Query(q): Query<OrdersQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<OrderView>>> {
+    let (limit, after) = page_args(&PageQuery { limit: q.limit, after: q.after })?;
     let now = now_ms();
-    let orders = blocking(move || node.store.orders(if q.all { None } else { Some(now) }))
+    let live_at = if q.all { None } else { Some(now) };
+    let (orders, next) = blocking(move || node.store.orders_page(after, limit, live_at))
         .await?
         .map_err(ApiError::internal)?;
-    let views: Vec<_> = orders
+    let items = orders
         .iter()
-        .map(|o| view(o, json!({ "live": o.body.auction_closes_at_ms() > now })))
+        .map(|o| view(o, OrderExtra { live: o.body.auction_closes_at_ms() > now }))
         .collect();
-    Ok(Json(json!(views)))
+    Ok(Json(Page { items, next: next.map(|n| n.to_hex()) }))
 }
 
-async fn get_order(State(node): State<Node>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_order(State(node): State<Node>, Path(id): Path<String>) -> ApiResult<Json<OrderView>> {
     let id = parse_id(&id)?;
     let o = blocking(move || node.store.order(&id)).await?.map_err(ApiError::internal)?;
     let o = o.ok_or_else(|| ApiError::not_found("order"))?;
     let live = o.body.auction_closes_at_ms() > now_ms();
-    Ok(Json(json!(view(&o, json!({ "live": live })))))
+    Ok(Json(view(&o, OrderExtra { live })))
 }
 
-async fn order_bids(State(node): State<Node>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn order_bids(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<SignedView<leasemesh_protocol::Bid>>>> {
     let id = parse_id(&id)?;
     let store = node.store.clone();
     let (known, bids) = blocking(move || (store.has_order(&id), store.bids_for_order(&id))).await?;
@@ -268,40 +298,54 @@ async fn order_bids(State(node): State<Node>, Path(id): Path<String>) -> ApiResu
         return Err(ApiError::not_found("order"));
     }
     let bids = bids.map_err(ApiError::internal)?;
-    let views: Vec<_> = bids.iter().map(|b| view(b, json!({}))).collect();
-    Ok(Json(json!(views)))
+    Ok(Json(bids.iter().map(|b| view(b, NoExtra {})).collect()))
 }
 
-async fn list_providers(State(node): State<Node>) -> ApiResult<Json<Value>> {
+type ProviderView = SignedView<ProviderInfo, ProviderExtra>;
+
+async fn list_providers(
+    State(node): State<Node>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<ProviderView>>> {
+    let (limit, after) = page_args(&q)?;
     let store = node.store.clone();
     let res = blocking(move || {
-        let infos = store.provider_infos()?;
-        infos
+        let (infos, next) = store.provider_infos_page(after.map(|a| PublicKey(a.0)), limit)?;
+        let items = infos
             .into_iter()
             .map(|i| {
                 let hb = store.heartbeat(&i.body.provider)?;
-                Ok(json!(view(&i, json!({ "heartbeat": hb.map(|h| h.body) }))))
+                Ok(view(&i, ProviderExtra { heartbeat: hb.map(|h| h.body) }))
             })
-            .collect::<Result<Vec<Value>, crate::store::StoreError>>()
+            .collect::<Result<Vec<_>, crate::store::StoreError>>()?;
+        Ok::<_, crate::store::StoreError>(Page { items, next: next.map(|n| n.to_hex()) })
     })
     .await?
     .map_err(ApiError::internal)?;
-    Ok(Json(json!(res)))
+    Ok(Json(res))
 }
 
-async fn list_leases(State(node): State<Node>) -> ApiResult<Json<Value>> {
-    let leases = blocking(move || node.store.leases()).await?.map_err(ApiError::internal)?;
-    Ok(Json(json!(leases)))
+async fn list_leases(
+    State(node): State<Node>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<crate::store::LeaseRecord>>> {
+    let (limit, after) = page_args(&q)?;
+    let (items, next) =
+        blocking(move || node.store.leases_page(after, limit)).await?.map_err(ApiError::internal)?;
+    Ok(Json(Page { items, next: next.map(|n| n.to_hex()) }))
 }
 
-async fn get_lease(State(node): State<Node>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_lease(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<LeaseDetail>> {
     let id = parse_id(&id)?;
     let store = node.store.clone();
     let (lease, events) = blocking(move || (store.lease(&id), store.lease_events(&id))).await?;
     let lease = lease.map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found("lease"))?;
-    let events: Vec<_> =
-        events.map_err(ApiError::internal)?.iter().map(|e| view(e, json!({}))).collect();
-    Ok(Json(json!({ "lease": lease, "events": events })))
+    let events: Vec<SignedView<LeaseEvent>> =
+        events.map_err(ApiError::internal)?.iter().map(|e| view(e, NoExtra {})).collect();
+    Ok(Json(LeaseDetail { lease, events }))
 }
 
 async fn events(
@@ -314,7 +358,9 @@ async fn events(
                 .event(ev.name())
                 .json_data(&ev)
                 .unwrap_or_else(|_| Event::default().event("error")),
-            Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+            Err(RecvError::Lagged(n)) => {
+                Event::default().event(api::LAGGED_EVENT).data(n.to_string())
+            }
             Err(RecvError::Closed) => return None,
         };
         Some((Ok(ev), rx))
@@ -337,7 +383,7 @@ pub struct RawPublish {
 async fn debug_publish(
     State(node): State<Node>,
     Json(req): Json<RawPublish>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RawPublished>> {
     let topic = Topic::from_kind(&req.topic)
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad_topic", req.topic.clone()))?;
     let mut published = 0usize;
@@ -350,5 +396,5 @@ async fn debug_publish(
             Err(e) => errors.push(e.to_string()),
         }
     }
-    Ok(Json(json!({ "published": published, "errors": errors })))
+    Ok(Json(RawPublished { published, errors }))
 }

@@ -306,4 +306,59 @@ mod tests {
     fn unknown_fields_are_refused() {
         assert!(Config::parse("[network]\nmdsn = true\n").is_err());
     }
+
+    /// Every section, the provider's included, written out in full, loads back unchanged: the
+    /// key names the node writes are the ones it reads.
+    #[test]
+    fn the_whole_default_config_loads_back() {
+        let mut c = Config::default();
+        c.provider.enabled = true;
+        c.provider.attributes.insert("region".into(), "eu-west".into());
+        c.provider.pricing.command.argv = vec!["price.sh".into()];
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("[provider.runtime]"), "{text}");
+        assert_eq!(Config::parse(&text).unwrap(), c);
+        let init = Config::default().to_commented_toml();
+        assert_eq!(Config::parse(&init).unwrap(), Config::default());
+    }
+
+    /// A typo in any `[provider]` key is a clear error, never a silently ignored setting.
+    #[test]
+    fn provider_typos_are_refused() {
+        let cases = [
+            ("[provider]\nenabeld = true\n", "enabeld"),
+            ("[provider.runtime]\nrestart_polcy = \"no\"\n", "restart_polcy"),
+            ("[[provider.hosts]]\nname = \"a\"\ncpu_milis = 1000\n", "cpu_milis"),
+            ("[[provider.hosts]]\n[provider.hosts.system_reserved]\ncpu = 1\n", "cpu"),
+            ("[[provider.hosts]]\n[[provider.hosts.gpus]]\nmodle = \"a100\"\n", "modle"),
+            ("[provider.pricing]\nrate = 1\n", "rate"),
+            ("[provider.pricing.rates.uakt]\ncpu_per_cores = 1\n", "cpu_per_cores"),
+            ("[provider.pricing.command]\nargs = []\n", "args"),
+        ];
+        for (text, key) in cases {
+            let err = Config::parse(text).expect_err(text).to_string();
+            assert!(err.contains(&format!("unknown field `{key}`")), "{text}: {err}");
+        }
+    }
+
+    /// `restart_policy` takes Docker's four spellings; a typo used to mean on-failure.
+    #[test]
+    fn restart_policy_is_one_of_four() {
+        use crate::provider::runtime::RestartPolicy;
+        for (word, policy) in [
+            ("no", RestartPolicy::No),
+            ("on-failure", RestartPolicy::OnFailure),
+            ("always", RestartPolicy::Always),
+            ("unless-stopped", RestartPolicy::UnlessStopped),
+        ] {
+            let c = Config::parse(&format!("[provider.runtime]\nrestart_policy = \"{word}\"\n"))
+                .unwrap();
+            assert_eq!(c.provider.runtime.restart_policy, policy);
+        }
+        let err = Config::parse("[provider.runtime]\nrestart_policy = \"alwyas\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `alwyas`"), "{err}");
+        assert!(err.contains("unless-stopped"), "the error lists the valid values: {err}");
+    }
 }

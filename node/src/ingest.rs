@@ -19,7 +19,7 @@ use leasemesh_protocol::{
 use tokio::sync::broadcast;
 
 use crate::events::NodeEvent;
-use crate::store::{LeaseRecord, Store, StoreError};
+use crate::store::{LeaseRecord, LeaseState, Store, StoreError};
 
 /// The kinds of object the node ingests; one per gossip topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -448,7 +448,7 @@ impl Ingest {
                 provider: award.provider,
                 tenant,
                 price_per_hour: award.price_per_hour.clone(),
-                state: "awarded".into(),
+                state: LeaseState::Awarded,
                 updated_at_ms: now_ms,
             };
             if let Err(e) = self.store.put_lease(&lease) {
@@ -523,16 +523,10 @@ impl Ingest {
         match self.store.put_lease_event(&id, s) {
             Ok(false) => Outcome::new(Reason::Duplicate, Some(id), "already known"),
             Ok(true) => {
-                let state = match &s.body.kind {
-                    LeaseEventKind::ManifestAccepted => "manifest_accepted",
-                    LeaseEventKind::Running { .. } => "running",
-                    LeaseEventKind::Failed { .. } => "failed",
-                    LeaseEventKind::Closed { .. } => "closed",
-                };
+                let state = LeaseState::after(&s.body.kind);
                 // Failed and closed are final; otherwise the latest event sets the state.
-                let terminal = lease.state == "failed" || lease.state == "closed";
-                if !terminal {
-                    lease.state = state.into();
+                if !lease.state.is_final() {
+                    lease.state = state;
                     lease.updated_at_ms = s.body.at_ms;
                     if let Err(e) = self.store.put_lease(&lease) {
                         return store_outcome(Some(id), &e);
@@ -541,7 +535,7 @@ impl Ingest {
                 self.emit(NodeEvent::Lease {
                     lease_id: lease.lease_id,
                     event_id: id,
-                    state: state.into(),
+                    state,
                 });
                 Outcome::ok(id)
             }
@@ -644,12 +638,12 @@ mod tests {
         let r = ing.ingest(Kind::MatchBatch, &[&batch.encode()], NOW);
         assert_eq!(r[0].reason, Reason::Ok);
         let lease_id = samples::award().lease_id();
-        assert_eq!(ing.store().lease(&lease_id).unwrap().unwrap().state, "awarded");
+        assert_eq!(ing.store().lease(&lease_id).unwrap().unwrap().state, LeaseState::Awarded);
 
         let ev = Signed::sign(samples::lease_event(), &samples::provider_key());
         let r = ing.ingest(Kind::LeaseEvent, &[&ev.encode()], NOW);
         assert_eq!(r[0].reason, Reason::Ok);
-        assert_eq!(ing.store().lease(&lease_id).unwrap().unwrap().state, "running");
+        assert_eq!(ing.store().lease(&lease_id).unwrap().unwrap().state, LeaseState::Running);
 
         let stranger = Signed::sign(samples::lease_event(), &Keypair::from_seed_label("x"));
         let r = ing.ingest(Kind::LeaseEvent, &[&stranger.encode()], NOW);
@@ -705,7 +699,7 @@ mod tests {
         let mut failed = samples::lease_event();
         failed.kind = LeaseEventKind::Failed { reason: "x".into() };
         refused(Signed::sign(failed, &settler).encode(), "settler signs Failed");
-        assert_eq!(ing.store().lease(&lease_id).unwrap().unwrap().state, "running");
+        assert_eq!(ing.store().lease(&lease_id).unwrap().unwrap().state, LeaseState::Running);
 
         // A node with no genesis knows no settler.
         let (tx, _) = broadcast::channel(16);
@@ -725,10 +719,10 @@ mod tests {
             node.ingest(Kind::Order, &[&samples::signed_order().encode()], NOW);
             node.ingest(Kind::MatchBatch, &[&batch.encode()], NOW);
             node.ingest(Kind::LeaseEvent, &[&running.encode()], NOW);
-            assert_eq!(node.store().lease(&lease_id).unwrap().unwrap().state, "running");
+            assert_eq!(node.store().lease(&lease_id).unwrap().unwrap().state, LeaseState::Running);
             let r = node.ingest(Kind::LeaseEvent, &[&bytes], NOW);
             assert_eq!(r[0].reason, Reason::Ok, "{why}: {}", r[0].detail);
-            assert_eq!(node.store().lease(&lease_id).unwrap().unwrap().state, "closed", "{why}");
+            assert_eq!(node.store().lease(&lease_id).unwrap().unwrap().state, LeaseState::Closed, "{why}");
         }
     }
 }

@@ -10,7 +10,8 @@ use std::path::Path;
 use leasemesh_protocol::{
     Bid, Heartbeat, Id, LeaseEvent, MatchBatch, Order, ProviderInfo, PublicKey, Signable, Signed,
 };
-use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// How long an order is kept after its auction closed (the settler and late fetchers need it).
 pub const ORDER_RETENTION_MS: u64 = 24 * 3600 * 1000;
@@ -27,33 +28,7 @@ pub enum StoreError {
     Corrupt { what: &'static str, key: String, reason: String },
 }
 
-/// What a lease is, from the award that made it, and where it stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseRecord {
-    pub lease_id: Id,
-    pub order_id: Id,
-    pub bid_id: Id,
-    pub batch_id: Id,
-    pub provider: PublicKey,
-    /// The order's tenant, when the order is known here.
-    pub tenant: Option<PublicKey>,
-    pub price_per_hour: leasemesh_protocol::Coin,
-    /// "awarded", "manifest_accepted", "running", "failed" or "closed".
-    pub state: String,
-    pub updated_at_ms: u64,
-}
-
-/// How many of each thing the store holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoreCounts {
-    pub orders: usize,
-    pub bids: usize,
-    pub providers: usize,
-    pub batches: usize,
-    pub leases: usize,
-    pub lease_events: usize,
-    pub seen: usize,
-}
+pub use leasemesh_protocol::api::{LeaseRecord, LeaseState, StoreCounts};
 
 /// What one garbage collection removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,6 +36,29 @@ pub struct GcReport {
     pub orders: usize,
     pub bids: usize,
     pub seen: usize,
+}
+
+/// How many entries each counted tree holds, kept up to date on every insert and removal so
+/// `/metrics` and `/v1/status` read them without scanning the database. Counted from the trees
+/// once when the store opens.
+#[derive(Debug, Default)]
+struct Counters {
+    orders: AtomicUsize,
+    bids: AtomicUsize,
+    providers: AtomicUsize,
+    batches: AtomicUsize,
+    leases: AtomicUsize,
+    lease_events: AtomicUsize,
+    seen: AtomicUsize,
+}
+
+fn inc(c: &AtomicUsize) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+fn dec(c: &AtomicUsize) {
+    // Never below zero, whatever the interleaving.
+    let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
 }
 
 /// The node's database. Cheap to clone (sled handles are reference counted).
@@ -82,6 +80,7 @@ pub struct Store {
     provider_by_seq: sled::Tree,
     /// Provider key ‖ heartbeat time (big endian): proofs of life for accrual.
     heartbeat_times: sled::Tree,
+    counters: Arc<Counters>,
 }
 
 fn decode<T: Signable>(key: &[u8], bytes: &[u8]) -> Result<Signed<T>, StoreError> {
@@ -118,7 +117,7 @@ impl Store {
     }
 
     fn from_db(db: sled::Db) -> Result<Store, StoreError> {
-        Ok(Store {
+        let store = Store {
             orders: db.open_tree("orders")?,
             bids: db.open_tree("bids")?,
             bids_by_order: db.open_tree("bids_by_order")?,
@@ -131,8 +130,20 @@ impl Store {
             provider_history: db.open_tree("provider_history")?,
             provider_by_seq: db.open_tree("provider_by_seq")?,
             heartbeat_times: db.open_tree("heartbeat_times")?,
+            counters: Arc::default(),
             db,
-        })
+        };
+        // One scan at open, on the caller's (blocking) thread; afterwards writes keep count.
+        let c = store.scan_counts();
+        let k = &store.counters;
+        k.orders.store(c.orders, Ordering::Relaxed);
+        k.bids.store(c.bids, Ordering::Relaxed);
+        k.providers.store(c.providers, Ordering::Relaxed);
+        k.batches.store(c.batches, Ordering::Relaxed);
+        k.leases.store(c.leases, Ordering::Relaxed);
+        k.lease_events.store(c.lease_events, Ordering::Relaxed);
+        k.seen.store(c.seen, Ordering::Relaxed);
+        Ok(store)
     }
 
     /// Writes everything to disk. Called on shutdown.
@@ -149,7 +160,12 @@ impl Store {
 
     /// Stores a verified order; false if it was already there.
     pub fn put_order(&self, id: &Id, bytes: &[u8]) -> Result<bool, StoreError> {
-        Ok(self.orders.compare_and_swap(id.as_bytes(), None as Option<&[u8]>, Some(bytes))?.is_ok())
+        let new =
+            self.orders.compare_and_swap(id.as_bytes(), None as Option<&[u8]>, Some(bytes))?.is_ok();
+        if new {
+            inc(&self.counters.orders);
+        }
+        Ok(new)
     }
 
     pub fn order(&self, id: &Id) -> Result<Option<Signed<Order>>, StoreError> {
@@ -186,6 +202,22 @@ impl Store {
         })
     }
 
+    /// One page of orders in id order after `after` (live ones only unless `live_at` is
+    /// `None`), and the id to continue after when more follow.
+    pub fn orders_page(
+        &self,
+        after: Option<Id>,
+        limit: usize,
+        live_at: Option<u64>,
+    ) -> Result<(Vec<Signed<Order>>, Option<Id>), StoreError> {
+        let after = after.map(|a| a.0);
+        let (items, next) = page_of(&self.orders, after.as_ref().map(|a| &a[..]), limit, |k, v| {
+            let o: Signed<Order> = decode(k, v)?;
+            Ok(live_at.is_none_or(|now| o.body.auction_closes_at_ms() > now).then_some(o))
+        })?;
+        Ok((items, next.as_deref().and_then(id_from)))
+    }
+
     // --- bids ---
 
     pub fn has_bid(&self, id: &Id) -> Result<bool, StoreError> {
@@ -200,7 +232,12 @@ impl Store {
         key[..32].copy_from_slice(order_id.as_bytes());
         key[32..].copy_from_slice(id.as_bytes());
         self.bids_by_order.insert(key, &[])?;
-        Ok(self.bids.compare_and_swap(id.as_bytes(), None as Option<&[u8]>, Some(bytes))?.is_ok())
+        let new =
+            self.bids.compare_and_swap(id.as_bytes(), None as Option<&[u8]>, Some(bytes))?.is_ok();
+        if new {
+            inc(&self.counters.bids);
+        }
+        Ok(new)
     }
 
     pub fn bid_bytes(&self, id: &Id) -> Result<Option<Vec<u8>>, StoreError> {
@@ -247,7 +284,11 @@ impl Store {
                     return Ok(false);
                 }
             }
+            let was_new = current.is_none();
             if self.providers.compare_and_swap(key, current, Some(bytes.as_slice()))?.is_ok() {
+                if was_new {
+                    inc(&self.counters.providers);
+                }
                 return Ok(true);
             }
         }
@@ -265,6 +306,21 @@ impl Store {
             .iter()
             .map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v)))
             .collect()
+    }
+
+    /// One page of the latest provider infos in key order after the provider `after`, and the
+    /// key to continue after when more follow.
+    pub fn provider_infos_page(
+        &self,
+        after: Option<PublicKey>,
+        limit: usize,
+    ) -> Result<(Vec<Signed<ProviderInfo>>, Option<PublicKey>), StoreError> {
+        let after = after.map(|a| a.0);
+        let (items, next) =
+            page_of(&self.providers, after.as_ref().map(|a| &a[..]), limit, |k, v| {
+                decode(k, v).map(Some)
+            })?;
+        Ok((items, next.as_deref().and_then(id_from).map(|h| PublicKey(h.0))))
     }
 
     /// Keeps the heartbeat if its sequence is higher than the stored one.
@@ -376,10 +432,14 @@ impl Store {
     }
 
     pub fn put_batch(&self, id: &Id, bytes: &[u8]) -> Result<bool, StoreError> {
-        Ok(self
+        let new = self
             .batches
             .compare_and_swap(id.as_bytes(), None as Option<&[u8]>, Some(bytes))?
-            .is_ok())
+            .is_ok();
+        if new {
+            inc(&self.counters.batches);
+        }
+        Ok(new)
     }
 
     pub fn batch(&self, id: &Id) -> Result<Option<Signed<MatchBatch>>, StoreError> {
@@ -392,7 +452,9 @@ impl Store {
             key: lease.lease_id.to_hex(),
             reason: e.to_string(),
         })?;
-        self.leases.insert(lease.lease_id.as_bytes(), bytes)?;
+        if self.leases.insert(lease.lease_id.as_bytes(), bytes)?.is_none() {
+            inc(&self.counters.leases);
+        }
         Ok(())
     }
 
@@ -407,16 +469,34 @@ impl Store {
             .collect()
     }
 
+    /// One page of leases in lease-id order after `after`, and the id to continue after when
+    /// more follow.
+    pub fn leases_page(
+        &self,
+        after: Option<Id>,
+        limit: usize,
+    ) -> Result<(Vec<LeaseRecord>, Option<Id>), StoreError> {
+        let after = after.map(|a| a.0);
+        let (items, next) = page_of(&self.leases, after.as_ref().map(|a| &a[..]), limit, |k, v| {
+            decode_lease(k, v).map(Some)
+        })?;
+        Ok((items, next.as_deref().and_then(id_from)))
+    }
+
     /// Stores a lease event under its lease, ordered by time; false if already there.
     pub fn put_lease_event(&self, id: &Id, ev: &Signed<LeaseEvent>) -> Result<bool, StoreError> {
         let mut key = Vec::with_capacity(72);
         key.extend_from_slice(ev.body.lease_id.as_bytes());
         key.extend_from_slice(&be(ev.body.at_ms));
         key.extend_from_slice(id.as_bytes());
-        Ok(self
+        let new = self
             .lease_events
             .compare_and_swap(key, None as Option<&[u8]>, Some(ev.encode()))?
-            .is_ok())
+            .is_ok();
+        if new {
+            inc(&self.counters.lease_events);
+        }
+        Ok(new)
     }
 
     pub fn lease_events(&self, lease_id: &Id) -> Result<Vec<Signed<LeaseEvent>>, StoreError> {
@@ -430,7 +510,9 @@ impl Store {
 
     /// Remembers `id` until `expires_at_ms`.
     pub fn mark_seen(&self, id: &Id, expires_at_ms: u64) -> Result<(), StoreError> {
-        self.seen.insert(id.as_bytes(), &be(expires_at_ms))?;
+        if self.seen.insert(id.as_bytes(), &be(expires_at_ms))?.is_none() {
+            inc(&self.counters.seen);
+        }
         Ok(())
     }
 
@@ -453,8 +535,10 @@ impl Store {
             if o.body.auction_closes_at_ms().saturating_add(ORDER_RETENTION_MS) < now_ms
                 && !leased.contains(&id)
             {
-                self.orders.remove(&k)?;
-                report.orders += 1;
+                if self.orders.remove(&k)?.is_some() {
+                    dec(&self.counters.orders);
+                    report.orders += 1;
+                }
             }
         }
         for kv in self.bids.iter() {
@@ -467,21 +551,43 @@ impl Store {
                 idx[..32].copy_from_slice(b.body.order_id.as_bytes());
                 idx[32..].copy_from_slice(&k);
                 self.bids_by_order.remove(idx)?;
-                self.bids.remove(&k)?;
-                report.bids += 1;
+                if self.bids.remove(&k)?.is_some() {
+                    dec(&self.counters.bids);
+                    report.bids += 1;
+                }
             }
         }
         for kv in self.seen.iter() {
             let (k, v) = kv?;
             if from_be(&v) <= now_ms {
-                self.seen.remove(&k)?;
-                report.seen += 1;
+                if self.seen.remove(&k)?.is_some() {
+                    dec(&self.counters.seen);
+                    report.seen += 1;
+                }
             }
         }
         Ok(report)
     }
 
+    /// How many of each thing the store holds, from the counters: no database access, so it is
+    /// cheap enough for an async handler.
     pub fn counts(&self) -> StoreCounts {
+        let k = &self.counters;
+        let get = |c: &AtomicUsize| c.load(Ordering::Relaxed);
+        StoreCounts {
+            orders: get(&k.orders),
+            bids: get(&k.bids),
+            providers: get(&k.providers),
+            batches: get(&k.batches),
+            leases: get(&k.leases),
+            lease_events: get(&k.lease_events),
+            seen: get(&k.seen),
+        }
+    }
+
+    /// The same counts from full scans of the trees (seven of them): only for opening the
+    /// store and for checking the counters.
+    pub fn scan_counts(&self) -> StoreCounts {
         StoreCounts {
             orders: self.orders.len(),
             bids: self.bids.len(),
@@ -502,31 +608,45 @@ fn decode_lease(key: &[u8], bytes: &[u8]) -> Result<LeaseRecord, StoreError> {
     })
 }
 
-/// A page of keys of `tree` after `after` that pass `keep`.
+/// One page of `tree` in key order, after the key `after`: the values `keep` maps to `Some`,
+/// at most `limit` of them, and the key of the last one when more follow (looked ahead, so a
+/// cursor always leads to at least one more item).
+fn page_of<T>(
+    tree: &sled::Tree,
+    after: Option<&[u8]>,
+    limit: usize,
+    mut keep: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, StoreError>,
+) -> Result<(Vec<T>, Option<Vec<u8>>), StoreError> {
+    let iter = match after {
+        Some(a) => tree.range((std::ops::Bound::Excluded(a.to_vec()), std::ops::Bound::Unbounded)),
+        None => tree.iter(),
+    };
+    let mut items = Vec::new();
+    let mut last_key: Option<Vec<u8>> = None;
+    for kv in iter {
+        let (k, v) = kv?;
+        if let Some(item) = keep(&k, &v)? {
+            if items.len() == limit {
+                return Ok((items, last_key));
+            }
+            items.push(item);
+            last_key = Some(k.to_vec());
+        }
+    }
+    Ok((items, None))
+}
+
+/// A page of ids of `tree` after `after` that pass `keep`.
 fn page(
     tree: &sled::Tree,
     after: Option<Id>,
     limit: usize,
     keep: impl Fn(&[u8], &[u8]) -> Result<bool, StoreError>,
 ) -> Result<(Vec<Id>, Option<Id>), StoreError> {
-    let iter = match after {
-        Some(a) => {
-            tree.range((std::ops::Bound::Excluded(a.0.to_vec()), std::ops::Bound::Unbounded))
-        }
-        None => tree.iter(),
-    };
-    let mut ids = Vec::new();
-    for kv in iter {
-        let (k, v) = kv?;
-        let Some(id) = id_from(&k) else { continue };
-        if keep(&k, &v)? {
-            ids.push(id);
-            if ids.len() >= limit {
-                return Ok((ids, Some(id)));
-            }
-        }
-    }
-    Ok((ids, None))
+    let (ids, next) = page_of(tree, after.as_ref().map(|a| a.as_bytes().as_slice()), limit, |k, v| {
+        Ok(if keep(k, v)? { id_from(k) } else { None })
+    })?;
+    Ok((ids, next.as_deref().and_then(id_from)))
 }
 
 #[cfg(test)]
@@ -606,5 +726,140 @@ mod tests {
         let r = s.gc(samples::SAMPLE_TIME_MS + ORDER_RETENTION_MS + 3000).unwrap();
         assert_eq!(r.orders, 1);
         assert!(!s.has_order(&o.id()).unwrap());
+    }
+
+    fn lease(n: u8, state: LeaseState) -> LeaseRecord {
+        let h = |tag: &str| Id::domain(tag, &[&[n]]);
+        LeaseRecord {
+            lease_id: h("lease"),
+            order_id: h("order"),
+            bid_id: h("bid"),
+            batch_id: h("batch"),
+            provider: samples::provider_key().public(),
+            tenant: None,
+            price_per_hour: leasemesh_protocol::Coin::new("uakt", 1000),
+            state,
+            updated_at_ms: 1,
+        }
+    }
+
+    /// The counters `/metrics` and `/v1/status` read agree with full scans after inserts,
+    /// duplicates, updates and garbage collection, and again after the store is reopened.
+    #[test]
+    fn counters_match_the_scan_through_writes_gc_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = samples::tenant_key();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            for nonce in 0..6 {
+                let mut o = samples::order();
+                o.nonce = nonce;
+                let so = Signed::sign(o, &key);
+                s.put_order(&so.id(), &so.encode()).unwrap();
+                s.put_order(&so.id(), &so.encode()).unwrap();
+                s.mark_seen(&so.id(), samples::SAMPLE_TIME_MS + nonce).unwrap();
+                s.mark_seen(&so.id(), samples::SAMPLE_TIME_MS + nonce).unwrap();
+            }
+            let bid = samples::signed_bid();
+            s.put_bid(&bid.id(), &bid.body.order_id, &bid.encode()).unwrap();
+            s.put_bid(&bid.id(), &bid.body.order_id, &bid.encode()).unwrap();
+            let pkey = samples::provider_key();
+            let mut info = samples::provider_info();
+            for seq in [3, 2, 4] {
+                info.sequence = seq;
+                s.put_provider_info(&Signed::sign(info.clone(), &pkey)).unwrap();
+            }
+            s.put_lease(&lease(1, LeaseState::Awarded)).unwrap();
+            s.put_lease(&lease(1, LeaseState::Running)).unwrap();
+            s.put_lease(&lease(2, LeaseState::Awarded)).unwrap();
+            let batch = Id::domain("batch", &[b"x"]);
+            s.put_batch(&batch, b"bytes").unwrap();
+            s.put_batch(&batch, b"bytes").unwrap();
+            assert_eq!(s.counts(), s.scan_counts());
+            let c = s.counts();
+            assert_eq!((c.orders, c.bids, c.providers, c.leases, c.batches, c.seen), (6, 1, 1, 2, 1, 6));
+            // Half the seen ids expire, then every order and bid ages out.
+            s.gc(samples::SAMPLE_TIME_MS + 3).unwrap();
+            assert_eq!(s.counts().seen, 2);
+            assert_eq!(s.counts(), s.scan_counts());
+            s.gc(samples::SAMPLE_TIME_MS + ORDER_RETENTION_MS + 60_000).unwrap();
+            assert_eq!(s.counts(), s.scan_counts());
+            assert_eq!((s.counts().orders, s.counts().bids), (0, 0));
+            s.flush().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.counts(), s.scan_counts());
+        assert_eq!(s.counts().leases, 2);
+        s.put_lease(&lease(3, LeaseState::Awarded)).unwrap();
+        assert_eq!(s.counts().leases, 3);
+    }
+
+    /// Pages of leases, orders and providers cover every item once, in key order, and the last
+    /// page says there is no more.
+    #[test]
+    fn listing_pages_cover_everything_once() {
+        let s = Store::temporary().unwrap();
+        let mut lease_ids: Vec<Id> = (0..7).map(|n| lease(n, LeaseState::Awarded).lease_id).collect();
+        for n in 0..7 {
+            s.put_lease(&lease(n, LeaseState::Awarded)).unwrap();
+        }
+        lease_ids.sort();
+        let mut got = Vec::new();
+        let mut after = None;
+        let mut pages = 0;
+        loop {
+            let (page, next) = s.leases_page(after, 3, ).unwrap();
+            assert!(page.len() <= 3);
+            pages += 1;
+            got.extend(page.into_iter().map(|l| l.lease_id));
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(got, lease_ids);
+        assert_eq!(pages, 3, "7 items in pages of 3; a cursor never leads to an empty page");
+        let (all, next) = s.leases_page(None, 7).unwrap();
+        assert_eq!((all.len(), next), (7, None));
+
+        let mut providers = Vec::new();
+        for label in ["p0", "p1", "p2", "p3"] {
+            let k = leasemesh_protocol::Keypair::from_seed_label(label);
+            let mut info = samples::provider_info();
+            info.provider = k.public();
+            s.put_provider_info(&Signed::sign(info, &k)).unwrap();
+            providers.push(k.public());
+        }
+        providers.sort();
+        let (p1, next) = s.provider_infos_page(None, 2).unwrap();
+        let (p2, end) = s.provider_infos_page(next, 2).unwrap();
+        let keys: Vec<_> = p1.iter().chain(&p2).map(|i| i.body.provider).collect();
+        assert_eq!((keys, end), (providers, None));
+
+        let o = samples::signed_order();
+        s.put_order(&o.id(), &o.encode()).unwrap();
+        let closed = o.body.auction_closes_at_ms() + 1;
+        assert_eq!(s.orders_page(None, 10, Some(closed)).unwrap().0.len(), 0);
+        assert_eq!(s.orders_page(None, 10, None).unwrap().0, vec![o]);
+    }
+
+    /// A lease whose stored state no version of the node writes is a typed error, not a default.
+    #[test]
+    fn an_unknown_stored_lease_state_is_an_error() {
+        let s = Store::temporary().unwrap();
+        let l = lease(9, LeaseState::Running);
+        s.put_lease(&l).unwrap();
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&s.leases.get(l.lease_id.as_bytes()).unwrap().unwrap()).unwrap();
+        assert_eq!(json["state"], "running", "stored with the same spelling as before");
+        json["state"] = "runing".into();
+        s.leases.insert(l.lease_id.as_bytes(), serde_json::to_vec(&json).unwrap()).unwrap();
+        match s.lease(&l.lease_id) {
+            Err(StoreError::Corrupt { what: "lease", reason, .. }) => {
+                assert!(reason.contains("runing"), "{reason}")
+            }
+            other => panic!("expected a corrupt-lease error, got {other:?}"),
+        }
+        assert!(s.leases().is_err());
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use leasemesh_node::config::Config;
 use leasemesh_node::events::NodeEvent;
+use leasemesh_node::store::LeaseState;
 use leasemesh_node::ingest::Kind;
 use leasemesh_node::provider::inventory::HostConfig;
 use leasemesh_node::provider::runtime::DockerRuntime;
@@ -482,11 +483,11 @@ async fn lease_flow(
             if let NodeEvent::Lease { lease_id: l, state, .. } = events.recv().await? {
                 if l == lease_id {
                     ensure!(
-                        state != "failed",
+                        state != LeaseState::Failed,
                         "the lease failed: {:?}",
                         node.store.lease_events(&lease_id)
                     );
-                    if state == "running" {
+                    if state == LeaseState::Running {
                         return Ok(());
                     }
                 }

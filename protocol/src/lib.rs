@@ -13,6 +13,7 @@
 //! `len(tag) || tag || postcard(body)` where `tag` is the type's [`Signable::DOMAIN`]; the id is
 //! the BLAKE3 hash of the same bytes. Golden tests pin the bytes of sample objects.
 
+pub mod api;
 #[cfg(feature = "cosmos")]
 pub mod binding;
 pub mod codec;

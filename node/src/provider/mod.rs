@@ -36,7 +36,7 @@ use runtime::RuntimeConfig;
 /// The `[provider]` section of the node's config. Every field has a default; the role is off
 /// unless `enabled = true`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Run the provider role (bid on orders, run leases).
     pub enabled: bool,
@@ -82,7 +82,7 @@ impl Default for ProviderConfig {
 
 /// `[provider.pricing]`: rates per denom (`[provider.pricing.rates.uakt]`), or a command.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PricingConfig {
     pub rates: RateTable,
     /// When `command.argv` is set, prices come from the command instead of the table.

@@ -18,7 +18,7 @@ const GIB: u128 = 1 << 30;
 
 /// Rates for one denom (`[provider.pricing.rates.uakt]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Rates {
     /// Per 1000 millicores per hour.
     pub cpu_per_core: u64,
@@ -126,7 +126,7 @@ impl RateTable {
 
 /// An external pricing command (`[provider.pricing.command]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PriceCommand {
     /// Program and arguments; empty means "use the rate table".
     pub argv: Vec<String>,

@@ -38,7 +38,7 @@ use crate::events::NodeEvent;
 use crate::ingest::Kind;
 use crate::node::Node;
 use crate::now_ms;
-use crate::store::LeaseRecord;
+use crate::store::{LeaseRecord, LeaseState};
 
 /// Why the provider role could not start.
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +141,7 @@ impl ProviderRole {
             .leases()
             .unwrap_or_default()
             .into_iter()
-            .filter(|l| l.provider == me && !matches!(l.state.as_str(), "failed" | "closed"))
+            .filter(|l| l.provider == me && !l.state.is_final())
             .collect();
         restore_allocations(node, &self.shared, &live);
         let live = live.iter().map(|l| l.lease_id).collect();
@@ -189,7 +189,7 @@ async fn run_market(
             // Whoever closed it (the tenant, this provider at the end of the term, or a genesis
             // settler when the tenant's funds ran out: the ingest pipeline checked the signer),
             // the lease stops here.
-            Ok(NodeEvent::Lease { lease_id, state, event_id }) if state == "closed" => {
+            Ok(NodeEvent::Lease { lease_id, state, event_id }) if state == LeaseState::Closed => {
                 on_closed(&node, &shared, lease_id, event_id);
             }
             Ok(_) => {}
@@ -290,7 +290,7 @@ fn restore_allocations(node: &Node, shared: &Shared, leases: &[LeaseRecord]) {
         match res {
             Ok(_) => {
                 restored += 1;
-                if l.state == "awarded" {
+                if l.state == LeaseState::Awarded {
                     let deadline = now_ms().saturating_add(shared.cfg.manifest_deadline_ms);
                     shared.pending().add(l.lease_id, l.order_id, deadline);
                 }
@@ -329,7 +329,7 @@ fn ended_terms(node: &Node, now: u64) -> Vec<(Id, Id)> {
     let leases = node.store.leases().unwrap_or_default();
     leases
         .into_iter()
-        .filter(|l| l.provider == me && l.state == "running")
+        .filter(|l| l.provider == me && l.state == LeaseState::Running)
         .filter_map(|l| {
             let order = node.store.order(&l.order_id).ok().flatten()?;
             let events = node.store.lease_events(&l.lease_id).ok()?;

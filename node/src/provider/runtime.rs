@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bollard::models::{
     ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    NetworkingConfig, PortBinding, RestartPolicy as DockerRestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
@@ -51,9 +51,25 @@ pub enum RuntimeKind {
     None,
 }
 
+/// When Docker restarts a tenant's container (`[provider.runtime] restart_policy`). Spelled as
+/// Docker spells it; any other value is a config error, never a silent default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// `no`: never.
+    No,
+    /// `on-failure`: when it exits non-zero, at most `max_restarts` times.
+    #[default]
+    OnFailure,
+    /// `always`.
+    Always,
+    /// `unless-stopped`.
+    UnlessStopped,
+}
+
 /// `[provider.runtime]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// `docker` (the default) or `none` (see [`RuntimeKind::None`]); anything else is refused.
     pub kind: RuntimeKind,
@@ -64,7 +80,7 @@ pub struct RuntimeConfig {
     /// Host name or address put in the endpoint URIs tenants receive.
     pub advertise_host: String,
     /// `no`, `on-failure`, `always` or `unless-stopped`.
-    pub restart_policy: String,
+    pub restart_policy: RestartPolicy,
     /// Restarts allowed with `on-failure`.
     pub max_restarts: i64,
     /// Seconds a container gets to stop before it is killed.
@@ -83,7 +99,7 @@ impl Default for RuntimeConfig {
             docker_host: String::new(),
             host_address: "0.0.0.0".into(),
             advertise_host: "127.0.0.1".into(),
-            restart_policy: "on-failure".into(),
+            restart_policy: RestartPolicy::OnFailure,
             max_restarts: 5,
             stop_timeout_s: 10,
             pids_limit: 4096,
@@ -216,14 +232,14 @@ impl RuntimeConfig {
         format!("{}-{}-{}-{}", self.name_prefix, &lease_id.to_hex()[..16], r.service, r.index)
     }
 
-    fn restart(&self) -> RestartPolicy {
-        let (name, retries) = match self.restart_policy.as_str() {
-            "no" => (RestartPolicyNameEnum::NO, None),
-            "always" => (RestartPolicyNameEnum::ALWAYS, None),
-            "unless-stopped" => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
-            _ => (RestartPolicyNameEnum::ON_FAILURE, Some(self.max_restarts)),
+    fn restart(&self) -> DockerRestartPolicy {
+        let (name, retries) = match self.restart_policy {
+            RestartPolicy::No => (RestartPolicyNameEnum::NO, None),
+            RestartPolicy::Always => (RestartPolicyNameEnum::ALWAYS, None),
+            RestartPolicy::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
+            RestartPolicy::OnFailure => (RestartPolicyNameEnum::ON_FAILURE, Some(self.max_restarts)),
         };
-        RestartPolicy { name: Some(name), maximum_retry_count: retries }
+        DockerRestartPolicy { name: Some(name), maximum_retry_count: retries }
     }
 }
 

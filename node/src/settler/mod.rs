@@ -849,7 +849,7 @@ pub async fn run_settlement(node: Node, shared: Arc<Shared>, mut shutdown: watch
             biased;
             _ = shutdown.changed() => break,
             ev = events.recv() => match ev {
-                Ok(NodeEvent::Lease { state, .. }) if cfg.settle_on_close && (state == "closed" || state == "failed") => {}
+                Ok(NodeEvent::Lease { state, .. }) if cfg.settle_on_close && state.is_final() => {}
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => break,
             },

@@ -63,7 +63,7 @@ use tokio::sync::Mutex;
 
 use super::bindings::Bindings;
 use super::genesis::Genesis;
-use crate::store::{Store, StoreError};
+use crate::store::{LeaseState, Store, StoreError};
 
 pub use leasemesh_settlement::round::Shortfall;
 
@@ -139,8 +139,8 @@ impl LeaseSource for StoreLeases<'_> {
                 order_id: l.order_id,
                 provider: l.provider,
                 tenant: l.tenant,
-                started: l.state != "awarded",
-                ended: matches!(l.state.as_str(), "closed" | "failed"),
+                started: l.state != LeaseState::Awarded,
+                ended: matches!(l.state, LeaseState::Closed | LeaseState::Failed),
                 price_per_hour: l.price_per_hour,
             })
             .collect())
@@ -989,7 +989,7 @@ pub(crate) mod tests {
         );
         assert_eq!(close.body.at_ms, t0 + 5_000);
         ok(Kind::LeaseEvent, &close.encode());
-        assert_eq!(store.lease(&poor_lease).unwrap().unwrap().state, "closed");
+        assert_eq!(store.lease(&poor_lease).unwrap().unwrap().state, LeaseState::Closed);
         assert!(s.closes_to_publish(&store).unwrap().is_empty(), "published once");
 
         // The next round pays the others in full and nothing more for the closed lease, even
@@ -1112,7 +1112,7 @@ pub(crate) mod tests {
         assert!(round.provider_silent.is_empty());
         assert_eq!(balance(&s, &dark_addr), 1250);
         assert!(s.closes_to_publish(&store).unwrap().is_empty());
-        assert_eq!(store.lease(&dark).unwrap().unwrap().state, "running");
+        assert_eq!(store.lease(&dark).unwrap().unwrap().state, LeaseState::Running);
 
         // Past it: the lease ends at its last heartbeat, with nothing more charged for it.
         let round =
@@ -1156,12 +1156,12 @@ pub(crate) mod tests {
         check(&closes);
         while rx.try_recv().is_ok() {}
         ok(Kind::LeaseEvent, &closes[0].encode());
-        assert_eq!(store.lease(&dark).unwrap().unwrap().state, "closed");
-        assert_eq!(store.lease(&steady).unwrap().unwrap().state, "running");
+        assert_eq!(store.lease(&dark).unwrap().unwrap().state, LeaseState::Closed);
+        assert_eq!(store.lease(&steady).unwrap().unwrap().state, LeaseState::Running);
         // The node announces the close: what the provider role stops the containers on.
         match rx.try_recv() {
             Ok(crate::events::NodeEvent::Lease { lease_id, state, .. }) => {
-                assert_eq!((lease_id, state.as_str()), (dark, "closed"));
+                assert_eq!((lease_id, state), (dark, LeaseState::Closed));
             }
             other => panic!("expected the lease's close, got {other:?}"),
         }

@@ -9,7 +9,7 @@ pub(super) const GIB: u64 = 1 << 30;
 
 /// One host of the provider, as the operator describes it (`[[provider.hosts]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct HostConfig {
     /// Host name, unique per provider (`[A-Za-z0-9._:/-]`).
     pub name: String,
@@ -48,7 +48,7 @@ impl Default for HostConfig {
 
 /// Resources a host keeps for itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ReservedConfig {
     pub cpu_millis: u64,
     pub memory_bytes: u64,
@@ -57,7 +57,7 @@ pub struct ReservedConfig {
 
 /// A GPU given in the config (`[[provider.hosts.gpus]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GpuConfig {
     /// Device id passed to Docker (index "0" or a UUID "GPU-…").
     pub id: String,
