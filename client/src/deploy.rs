@@ -19,7 +19,7 @@ use leasemesh_protocol::{
 use serde::Serialize;
 
 use crate::error::{ClientError, Result};
-use crate::http::{LeaseRecord, NodeClient, NodeEvent};
+use crate::http::{LeaseRecord, LeaseState, NodeClient, NodeEvent, StreamEvent};
 
 /// How often state is polled besides the event stream.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -63,7 +63,7 @@ pub enum Progress {
     Bid { order_id: Id, bid_id: Id, provider: PublicKey, price: Coin, after_ms: u64 },
     Awarded { order_id: Id, lease_id: Id, provider: PublicKey, price: Option<Coin>, after_ms: u64 },
     ManifestSent { lease_id: Id, provider_api: String },
-    LeaseEvent { lease_id: Id, state: String },
+    LeaseEvent { lease_id: Id, state: LeaseState },
     Running { lease_id: Id, endpoints: Vec<String>, after_ms: u64 },
 }
 
@@ -136,7 +136,7 @@ struct Tracked {
     award_ms: u64,
     provider_api: String,
     manifest_sent: bool,
-    reported_states: Vec<String>,
+    reported_states: Vec<LeaseState>,
     running: Option<(Vec<String>, u64)>,
 }
 
@@ -146,7 +146,9 @@ pub fn spawn_event_thread(client: &NodeClient) -> Option<mpsc::Receiver<(NodeEve
     let mut stream = client.events().ok()?;
     let (tx, rx) = mpsc::sync_channel(EVENT_QUEUE);
     std::thread::spawn(move || {
-        while let Some(ev) = stream.next_event() {
+        while let Some(item) = stream.next_event() {
+            // Lagging and unreadable events are skipped: polling catches up.
+            let Ok(StreamEvent::Node(ev)) = item else { continue };
             // A full queue drops the event: polling catches up. A closed one ends the thread.
             if let Err(mpsc::TrySendError::Disconnected(_)) = tx.try_send((ev, now_ms())) {
                 break;
@@ -154,10 +156,6 @@ pub fn spawn_event_thread(client: &NodeClient) -> Option<mpsc::Receiver<(NodeEve
         }
     });
     Some(rx)
-}
-
-fn event_id(ev: &NodeEvent, field: &str) -> Option<Id> {
-    ev.data.get(field).and_then(|v| v.as_str()).and_then(|s| Id::from_hex(s).ok())
 }
 
 /// Deploys an SDL: posts the orders, follows bids and awards, sends the sealed manifest to each
@@ -250,14 +248,14 @@ pub fn deploy_prepared(
         }
         // An event names what changed: note its time now, fetch the details below.
         if let Some((ev, at)) = &hint {
-            match ev.name.as_str() {
-                "bid" => {
-                    if let Some(t) = event_id(ev, "order_id").and_then(|o| tracked.get_mut(&o)) {
+            match ev {
+                NodeEvent::Bid { order_id, .. } => {
+                    if let Some(t) = tracked.get_mut(order_id) {
                         t.first_bid_ms.get_or_insert(*at);
                     }
                 }
-                "award" => {
-                    if let Some(t) = event_id(ev, "order_id").and_then(|o| tracked.get_mut(&o)) {
+                NodeEvent::Award { order_id, .. } => {
+                    if let Some(t) = tracked.get_mut(order_id) {
                         if t.lease.is_none() && t.award_ms == 0 {
                             t.award_ms = *at;
                         }
@@ -292,7 +290,7 @@ pub fn deploy_prepared(
             lease_id: lease.lease_id,
             provider: lease.provider,
             provider_api: t.provider_api,
-            price_per_hour: lease.price_per_hour,
+            price_per_hour: Some(lease.price_per_hour),
             endpoints,
             bids,
             timings: Timings {
@@ -339,7 +337,7 @@ fn step(
                 order_id,
                 lease_id: lease.lease_id,
                 provider: lease.provider,
-                price: lease.price_per_hour.clone(),
+                price: Some(lease.price_per_hour.clone()),
                 after_ms: t.award_ms.saturating_sub(t.posted_ms),
             });
             t.lease = Some(lease);
@@ -371,14 +369,9 @@ fn step(
         if ev.signer != lease.provider {
             continue;
         }
-        let state = match &ev.body.kind {
-            LeaseEventKind::ManifestAccepted => "manifest_accepted".to_owned(),
-            LeaseEventKind::Running { .. } => "running".to_owned(),
-            LeaseEventKind::Failed { .. } => "failed".to_owned(),
-            LeaseEventKind::Closed { .. } => "closed".to_owned(),
-        };
+        let state = LeaseState::after(&ev.body.kind);
         if !t.reported_states.contains(&state) {
-            t.reported_states.push(state.clone());
+            t.reported_states.push(state);
             progress(&Progress::LeaseEvent { lease_id: lease.lease_id, state });
         }
         match &ev.body.kind {

@@ -5,11 +5,13 @@
 use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
+use leasemesh_protocol::api::{self, Page, SignedView, MAX_PAGE_LIMIT};
+pub use leasemesh_protocol::api::{LeaseRecord, LeaseState, NodeEvent, Status, Submitted};
 use leasemesh_protocol::seal::SealedManifest;
 use leasemesh_protocol::{
-    Bid, Coin, Id, LeaseEvent, MatchBatch, Order, ProviderInfo, PublicKey, Signable, Signed,
+    Bid, Id, LeaseEvent, MatchBatch, Order, ProviderInfo, PublicKey, Signable, Signed,
 };
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{ClientError, Result};
@@ -26,35 +28,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct NodeClient {
     base: String,
     agent: ureq::Agent,
-}
-
-/// What a node said about a submission.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Submitted {
-    pub id: Id,
-    /// False if the node stored the object but could not gossip it yet (no peers).
-    #[serde(default)]
-    pub published: bool,
-}
-
-/// A lease as a node records it (the award that made it and its state).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseRecord {
-    pub lease_id: Id,
-    pub order_id: Id,
-    #[serde(default)]
-    pub bid_id: Option<Id>,
-    #[serde(default)]
-    pub batch_id: Option<Id>,
-    pub provider: PublicKey,
-    #[serde(default)]
-    pub tenant: Option<PublicKey>,
-    #[serde(default)]
-    pub price_per_hour: Option<Coin>,
-    /// "awarded", "manifest_accepted", "running", "failed" or "closed".
-    pub state: String,
-    #[serde(default)]
-    pub updated_at_ms: u64,
+    /// Items asked for per page of a listing.
+    page_limit: usize,
 }
 
 /// A lease with its signed events, each verified.
@@ -64,11 +39,14 @@ pub struct LeaseDetail {
     pub events: Vec<Signed<LeaseEvent>>,
 }
 
-/// One server-sent event: its name and JSON data.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeEvent {
-    pub name: String,
-    pub data: Value,
+/// One item of the node's event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamEvent {
+    /// Something happened on the node.
+    Node(NodeEvent),
+    /// This subscriber fell behind and the node skipped `missed` events: poll to catch up.
+    Lagged { missed: u64 },
 }
 
 fn transport(url: &str, e: impl std::fmt::Display) -> ClientError {
@@ -88,11 +66,9 @@ fn answer(
         Ok(resp) => Ok(resp),
         Err(ureq::Error::Status(status, resp)) => {
             let text = resp.into_string().unwrap_or_default();
-            let (code, detail) = match serde_json::from_str::<Value>(&text) {
-                Ok(v) => (
-                    v.get("error").and_then(Value::as_str).unwrap_or("error").to_owned(),
-                    v.get("detail").and_then(Value::as_str).unwrap_or(&text).to_owned(),
-                ),
+            let (code, detail) = match serde_json::from_str::<api::ErrorBody>(&text) {
+                Ok(b) => (b.error, b.detail),
+                // Not the node's error body (a proxy in between, for example): keep the text.
                 Err(_) => ("error".to_owned(), text),
             };
             Err(ClientError::Api { url: url.to_owned(), status, code, detail })
@@ -116,14 +92,26 @@ pub fn decode_view<T: Signable>(v: &Value) -> Result<Signed<T>> {
         .map_err(|source| ClientError::Unverified { what: T::NAME, source })
 }
 
-fn decode_views<T: Signable>(v: &Value) -> Result<Vec<Signed<T>>> {
-    match v.as_array() {
-        Some(items) => items.iter().map(decode_view).collect(),
-        None => Err(ClientError::BadAnswer {
+/// Decodes and verifies the signed object of a typed view, and checks that the id the node
+/// gave is the object's.
+pub fn verify_view<T: Signable, X>(v: &SignedView<T, X>) -> Result<Signed<T>> {
+    let bytes = hex::decode(&v.signed_hex).map_err(|e| ClientError::BadAnswer {
+        url: String::new(),
+        reason: format!("signed_hex: {e}"),
+    })?;
+    let signed = Signed::<T>::decode_verified(&bytes)
+        .map_err(|source| ClientError::Unverified { what: T::NAME, source })?;
+    if signed.id() != v.id {
+        return Err(ClientError::BadAnswer {
             url: String::new(),
-            reason: format!("expected a list of {}", T::NAME),
-        }),
+            reason: format!("{} listed as {} is {}", T::NAME, v.id, signed.id()),
+        });
     }
+    Ok(signed)
+}
+
+fn verify_views<T: Signable, X>(views: &[SignedView<T, X>]) -> Result<Vec<Signed<T>>> {
+    views.iter().map(verify_view).collect()
 }
 
 impl NodeClient {
@@ -133,7 +121,18 @@ impl NodeClient {
             .timeout_connect(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .build();
-        NodeClient { base: base.trim_end_matches('/').to_owned(), agent }
+        NodeClient {
+            base: base.trim_end_matches('/').to_owned(),
+            agent,
+            page_limit: MAX_PAGE_LIMIT,
+        }
+    }
+
+    /// The same client asking for `limit` items per page of a listing (at most
+    /// [`MAX_PAGE_LIMIT`], which is the default).
+    pub fn with_page_limit(mut self, limit: usize) -> NodeClient {
+        self.page_limit = limit.clamp(1, MAX_PAGE_LIMIT);
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -179,6 +178,40 @@ impl NodeClient {
         serde_json::from_str(&text).map_err(|e| bad(url, e))
     }
 
+    /// GET a path of this node as the answer type `T`.
+    fn get_typed<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let url = self.url(path);
+        let resp = answer(&url, self.agent.get(&url).call())?;
+        resp.into_json::<T>().map_err(|e| bad(&url, e))
+    }
+
+    /// Every item of a paged listing (`path` without a query, or ending in `?...`), page after
+    /// page of `page_limit` items (the largest size the node accepts unless set otherwise). A node whose cursor does not move forward is
+    /// a bad answer, not an endless loop.
+    fn all_pages<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page_path = match &after {
+                Some(a) => format!("{path}{sep}limit={}&after={a}", self.page_limit),
+                None => format!("{path}{sep}limit={}", self.page_limit),
+            };
+            let page: Page<T> = self.get_typed(&page_path)?;
+            items.extend(page.items);
+            match page.next {
+                None => return Ok(items),
+                Some(next) if after.as_ref().is_some_and(|a| next.as_str() <= a.as_str()) => {
+                    return Err(bad(
+                        &self.url(&page_path),
+                        format!("the next-page cursor {next} does not move forward"),
+                    ))
+                }
+                Some(next) => after = Some(next),
+            }
+        }
+    }
+
     fn submit<T: Signable>(&self, path: &str, signed: &Signed<T>) -> Result<Submitted> {
         let url = self.url(path);
         let v = self.post_bytes_url(&url, &signed.encode())?;
@@ -187,12 +220,12 @@ impl NodeClient {
 
     /// `GET /health`.
     pub fn health(&self) -> Result<()> {
-        self.get_json("/health").map(|_| ())
+        self.get_typed::<api::Health>("/health").map(|_| ())
     }
 
     /// `GET /v1/status`.
-    pub fn status(&self) -> Result<Value> {
-        self.get_json("/v1/status")
+    pub fn status(&self) -> Result<Status> {
+        self.get_typed("/v1/status")
     }
 
     /// `POST /v1/orders`.
@@ -205,27 +238,32 @@ impl NodeClient {
         self.submit("/v1/lease-events", ev)
     }
 
-    /// `GET /v1/orders[?all=true]`, every order verified.
+    /// `GET /v1/orders[?all=true]`, every page, every order verified.
     pub fn orders(&self, all: bool) -> Result<Vec<Signed<Order>>> {
         let path = if all { "/v1/orders?all=true" } else { "/v1/orders" };
-        decode_views(&self.get_json(path)?)
+        let views: Vec<SignedView<Order, api::OrderExtra>> = self.all_pages(path)?;
+        verify_views(&views)
     }
 
     /// `GET /v1/orders/{id}`.
     pub fn order(&self, id: &Id) -> Result<Signed<Order>> {
-        decode_view(&self.get_json(&format!("/v1/orders/{id}"))?)
+        let view: SignedView<Order, api::OrderExtra> =
+            self.get_typed(&format!("/v1/orders/{id}"))?;
+        verify_view(&view)
     }
 
     /// `GET /v1/orders/{id}/bids`, every bid verified and checked to answer this order.
     pub fn bids(&self, order_id: &Id) -> Result<Vec<Signed<Bid>>> {
-        let bids: Vec<Signed<Bid>> =
-            decode_views(&self.get_json(&format!("/v1/orders/{order_id}/bids"))?)?;
+        let views: Vec<SignedView<Bid>> = self.get_typed(&format!("/v1/orders/{order_id}/bids"))?;
+        let bids = verify_views(&views)?;
         Ok(bids.into_iter().filter(|b| b.body.order_id == *order_id).collect())
     }
 
-    /// `GET /v1/providers`, every provider info verified.
+    /// `GET /v1/providers`, every page, every provider info verified.
     pub fn providers(&self) -> Result<Vec<Signed<ProviderInfo>>> {
-        decode_views(&self.get_json("/v1/providers")?)
+        let views: Vec<SignedView<ProviderInfo, api::ProviderExtra>> =
+            self.all_pages("/v1/providers")?;
+        verify_views(&views)
     }
 
     /// The latest info of one provider, if the node knows it.
@@ -237,20 +275,17 @@ impl NodeClient {
             .max_by_key(|p| p.body.sequence))
     }
 
-    /// `GET /v1/leases`.
+    /// `GET /v1/leases`, every page. A lease in a state this client does not know is a bad
+    /// answer, not a default.
     pub fn leases(&self) -> Result<Vec<LeaseRecord>> {
-        let url = self.url("/v1/leases");
-        serde_json::from_value(self.get_json_url(&url)?).map_err(|e| bad(&url, e))
+        self.all_pages("/v1/leases")
     }
 
     /// `GET /v1/leases/{id}`: the lease and its events, each event verified.
     pub fn lease(&self, id: &Id) -> Result<LeaseDetail> {
-        let url = self.url(&format!("/v1/leases/{id}"));
-        let v = self.get_json_url(&url)?;
-        let lease = serde_json::from_value(v.get("lease").cloned().unwrap_or(Value::Null))
-            .map_err(|e| bad(&url, e))?;
-        let events = decode_views(v.get("events").unwrap_or(&Value::Null))?;
-        Ok(LeaseDetail { lease, events })
+        let d: api::LeaseDetail = self.get_typed(&format!("/v1/leases/{id}"))?;
+        let events = verify_views(&d.events)?;
+        Ok(LeaseDetail { lease: d.lease, events })
     }
 
     /// `GET /v1/batches/{epoch}`: the match batch this node accepted for an epoch, verified.
@@ -301,9 +336,24 @@ impl std::fmt::Debug for EventStream {
     }
 }
 
+/// Reads one server-sent event's name and data into a typed event.
+pub fn parse_event(name: &str, data: &str) -> Result<StreamEvent> {
+    if name == api::LAGGED_EVENT {
+        let missed = data.trim().parse().map_err(|e| bad("/v1/events", format!("lagged: {e}")))?;
+        return Ok(StreamEvent::Lagged { missed });
+    }
+    let ev: NodeEvent = serde_json::from_str(data)
+        .map_err(|e| bad("/v1/events", format!("event {name:?}: {e}")))?;
+    if ev.name() != name {
+        return Err(bad("/v1/events", format!("event {name:?} carries a {} event", ev.name())));
+    }
+    Ok(StreamEvent::Node(ev))
+}
+
 impl EventStream {
-    /// The next event, `None` when the node closed the stream.
-    pub fn next_event(&mut self) -> Option<NodeEvent> {
+    /// The next event, `None` when the node closed the stream. An event this client cannot
+    /// read is an `Err` item; the stream goes on after it.
+    pub fn next_event(&mut self) -> Option<Result<StreamEvent>> {
         let mut name = String::new();
         let mut data = String::new();
         let mut line = String::new();
@@ -318,11 +368,8 @@ impl EventStream {
                 if data.is_empty() && name.is_empty() {
                     continue;
                 }
-                let data_v = serde_json::from_str(&data).unwrap_or(Value::String(data.clone()));
-                return Some(NodeEvent {
-                    name: if name.is_empty() { "message".into() } else { name },
-                    data: data_v,
-                });
+                let name = if name.is_empty() { "message" } else { name.as_str() };
+                return Some(parse_event(name, &data));
             }
             if let Some(v) = l.strip_prefix("event:") {
                 name = v.trim().to_owned();
@@ -332,6 +379,52 @@ impl EventStream {
                 }
                 data.push_str(v.strip_prefix(' ').unwrap_or(v));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    #[test]
+    fn events_are_typed_and_bad_ones_are_errors() {
+        let id = Id::domain("t", &[b"1"]);
+        let ev = NodeEvent::Lease { lease_id: id, event_id: id, state: LeaseState::Running };
+        let data = serde_json::to_string(&ev).unwrap();
+        assert_eq!(parse_event("lease", &data).unwrap(), StreamEvent::Node(ev));
+        assert_eq!(parse_event("lagged", "7").unwrap(), StreamEvent::Lagged { missed: 7 });
+        assert!(parse_event("bid", &data).is_err(), "the name must match the data");
+        let typo = data.replace("running", "runing");
+        assert!(parse_event("lease", &typo).is_err(), "an unknown state is not a default");
+        assert!(parse_event("lease", "not json").is_err());
+    }
+
+    /// A node that answers every page with the same cursor gets an error, not an endless loop.
+    #[test]
+    fn a_cursor_that_does_not_move_is_a_bad_answer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(2) {
+                let mut stream = stream.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = std::io::Read::read(&mut stream, &mut buf);
+                let body = format!(r#"{{"items":[],"next":"{}"}}"#, "ab".repeat(32));
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let client = NodeClient::new(&format!("http://{addr}"));
+        match client.leases() {
+            Err(ClientError::BadAnswer { reason, .. }) => {
+                assert!(reason.contains("does not move forward"), "{reason}")
+            }
+            other => panic!("expected a bad answer, got {other:?}"),
         }
     }
 }

@@ -242,8 +242,9 @@ pub struct OrdersQuery {
 
 /// The limit and the cursor of a page query, checked.
 fn page_args(q: &PageQuery) -> ApiResult<(usize, Option<Hash>)> {
-    let limit =
-        q.limit().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_limit", e.to_string()))?;
+    let limit = q
+        .limit()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_limit", e.to_string()))?;
     let after = q
         .after
         .as_deref()
@@ -330,8 +331,9 @@ async fn list_leases(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<crate::store::LeaseRecord>>> {
     let (limit, after) = page_args(&q)?;
-    let (items, next) =
-        blocking(move || node.store.leases_page(after, limit)).await?.map_err(ApiError::internal)?;
+    let (items, next) = blocking(move || node.store.leases_page(after, limit))
+        .await?
+        .map_err(ApiError::internal)?;
     Ok(Json(Page { items, next: next.map(|n| n.to_hex()) }))
 }
 

@@ -532,11 +532,7 @@ impl Ingest {
                         return store_outcome(Some(id), &e);
                     }
                 }
-                self.emit(NodeEvent::Lease {
-                    lease_id: lease.lease_id,
-                    event_id: id,
-                    state,
-                });
+                self.emit(NodeEvent::Lease { lease_id: lease.lease_id, event_id: id, state });
                 Outcome::ok(id)
             }
             Err(e) => store_outcome(Some(id), &e),
@@ -722,7 +718,11 @@ mod tests {
             assert_eq!(node.store().lease(&lease_id).unwrap().unwrap().state, LeaseState::Running);
             let r = node.ingest(Kind::LeaseEvent, &[&bytes], NOW);
             assert_eq!(r[0].reason, Reason::Ok, "{why}: {}", r[0].detail);
-            assert_eq!(node.store().lease(&lease_id).unwrap().unwrap().state, LeaseState::Closed, "{why}");
+            assert_eq!(
+                node.store().lease(&lease_id).unwrap().unwrap().state,
+                LeaseState::Closed,
+                "{why}"
+            );
         }
     }
 }

@@ -160,8 +160,10 @@ impl Store {
 
     /// Stores a verified order; false if it was already there.
     pub fn put_order(&self, id: &Id, bytes: &[u8]) -> Result<bool, StoreError> {
-        let new =
-            self.orders.compare_and_swap(id.as_bytes(), None as Option<&[u8]>, Some(bytes))?.is_ok();
+        let new = self
+            .orders
+            .compare_and_swap(id.as_bytes(), None as Option<&[u8]>, Some(bytes))?
+            .is_ok();
         if new {
             inc(&self.counters.orders);
         }
@@ -211,10 +213,11 @@ impl Store {
         live_at: Option<u64>,
     ) -> Result<(Vec<Signed<Order>>, Option<Id>), StoreError> {
         let after = after.map(|a| a.0);
-        let (items, next) = page_of(&self.orders, after.as_ref().map(|a| &a[..]), limit, |k, v| {
-            let o: Signed<Order> = decode(k, v)?;
-            Ok(live_at.is_none_or(|now| o.body.auction_closes_at_ms() > now).then_some(o))
-        })?;
+        let (items, next) =
+            page_of(&self.orders, after.as_ref().map(|a| &a[..]), limit, |k, v| {
+                let o: Signed<Order> = decode(k, v)?;
+                Ok(live_at.is_none_or(|now| o.body.auction_closes_at_ms() > now).then_some(o))
+            })?;
         Ok((items, next.as_deref().and_then(id_from)))
     }
 
@@ -477,9 +480,10 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<LeaseRecord>, Option<Id>), StoreError> {
         let after = after.map(|a| a.0);
-        let (items, next) = page_of(&self.leases, after.as_ref().map(|a| &a[..]), limit, |k, v| {
-            decode_lease(k, v).map(Some)
-        })?;
+        let (items, next) =
+            page_of(&self.leases, after.as_ref().map(|a| &a[..]), limit, |k, v| {
+                decode_lease(k, v).map(Some)
+            })?;
         Ok((items, next.as_deref().and_then(id_from)))
     }
 
@@ -643,9 +647,10 @@ fn page(
     limit: usize,
     keep: impl Fn(&[u8], &[u8]) -> Result<bool, StoreError>,
 ) -> Result<(Vec<Id>, Option<Id>), StoreError> {
-    let (ids, next) = page_of(tree, after.as_ref().map(|a| a.as_bytes().as_slice()), limit, |k, v| {
-        Ok(if keep(k, v)? { id_from(k) } else { None })
-    })?;
+    let (ids, next) =
+        page_of(tree, after.as_ref().map(|a| a.as_bytes().as_slice()), limit, |k, v| {
+            Ok(if keep(k, v)? { id_from(k) } else { None })
+        })?;
     Ok((ids, next.as_deref().and_then(id_from)))
 }
 
@@ -777,7 +782,10 @@ mod tests {
             s.put_batch(&batch, b"bytes").unwrap();
             assert_eq!(s.counts(), s.scan_counts());
             let c = s.counts();
-            assert_eq!((c.orders, c.bids, c.providers, c.leases, c.batches, c.seen), (6, 1, 1, 2, 1, 6));
+            assert_eq!(
+                (c.orders, c.bids, c.providers, c.leases, c.batches, c.seen),
+                (6, 1, 1, 2, 1, 6)
+            );
             // Half the seen ids expire, then every order and bid ages out.
             s.gc(samples::SAMPLE_TIME_MS + 3).unwrap();
             assert_eq!(s.counts().seen, 2);
@@ -799,7 +807,8 @@ mod tests {
     #[test]
     fn listing_pages_cover_everything_once() {
         let s = Store::temporary().unwrap();
-        let mut lease_ids: Vec<Id> = (0..7).map(|n| lease(n, LeaseState::Awarded).lease_id).collect();
+        let mut lease_ids: Vec<Id> =
+            (0..7).map(|n| lease(n, LeaseState::Awarded).lease_id).collect();
         for n in 0..7 {
             s.put_lease(&lease(n, LeaseState::Awarded)).unwrap();
         }
@@ -808,7 +817,7 @@ mod tests {
         let mut after = None;
         let mut pages = 0;
         loop {
-            let (page, next) = s.leases_page(after, 3, ).unwrap();
+            let (page, next) = s.leases_page(after, 3).unwrap();
             assert!(page.len() <= 3);
             pages += 1;
             got.extend(page.into_iter().map(|l| l.lease_id));

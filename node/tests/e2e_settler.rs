@@ -268,7 +268,7 @@ fn every_node_accepts_the_same_batch_and_refuses_a_tampered_one() {
     }
     for n in &all {
         wait_for("provider infos everywhere", Duration::from_secs(10), &all, || {
-            (n.get("/v1/providers").ok()?.as_array()?.len() == 3).then_some(())
+            (n.get("/v1/providers").ok()?["items"].as_array()?.len() == 3).then_some(())
         });
     }
 
@@ -337,7 +337,7 @@ fn every_node_accepts_the_same_batch_and_refuses_a_tampered_one() {
     for n in &all {
         let leases = n.get("/v1/leases").unwrap();
         assert!(
-            leases.as_array().unwrap().iter().any(|l| l["lease_id"] == json!(lease_id)),
+            leases["items"].as_array().unwrap().iter().any(|l| l["lease_id"] == json!(lease_id)),
             "{} does not list the lease: {leases}",
             n.name
         );
@@ -387,7 +387,11 @@ fn every_node_accepts_the_same_batch_and_refuses_a_tampered_one() {
     for n in &all {
         let leases = n.get("/v1/leases").unwrap();
         assert!(
-            !leases.as_array().unwrap().iter().any(|l| l["lease_id"] == json!(tampered_lease)),
+            !leases["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["lease_id"] == json!(tampered_lease)),
             "{} took the tampered award",
             n.name
         );

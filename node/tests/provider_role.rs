@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use leasemesh_node::config::Config;
 use leasemesh_node::events::NodeEvent;
-use leasemesh_node::store::LeaseState;
 use leasemesh_node::ingest::Kind;
 use leasemesh_node::provider::inventory::HostConfig;
 use leasemesh_node::provider::runtime::DockerRuntime;
 use leasemesh_node::provider::ProviderConfig;
+use leasemesh_node::store::LeaseState;
 use leasemesh_protocol::manifest::{
     EnvVar, ExposedPort, Manifest, ManifestGroup, PortProto, ServiceManifest,
 };

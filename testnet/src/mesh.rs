@@ -283,15 +283,7 @@ impl Mesh {
                 let c = n.client();
                 if c.health().is_ok() {
                     up += 1;
-                    let peers = c
-                        .status()
-                        .ok()
-                        // The node lists its peers (an array), older builds gave a count.
-                        .and_then(|s| {
-                            let p = s.get("connected_peers")?;
-                            p.as_u64().or_else(|| p.as_array().map(|a| a.len() as u64))
-                        })
-                        .unwrap_or(0);
+                    let peers = c.status().map(|s| s.connected_peers.len()).unwrap_or(0);
                     if peers > 0 {
                         peered += 1;
                     }

@@ -108,7 +108,7 @@ pub fn leases(ctx: &Ctx) -> CmdResult {
     ctx.emit(&json!(leases), || {
         let mut s = format!("{} lease(s)\n", leases.len());
         for l in &leases {
-            let price = l.price_per_hour.as_ref().map(|c| c.to_string()).unwrap_or_default();
+            let price = l.price_per_hour.to_string();
             let _ = writeln!(
                 s,
                 "{}  {:<17}  provider {}  {}/h",

@@ -237,7 +237,9 @@ impl RuntimeConfig {
             RestartPolicy::No => (RestartPolicyNameEnum::NO, None),
             RestartPolicy::Always => (RestartPolicyNameEnum::ALWAYS, None),
             RestartPolicy::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
-            RestartPolicy::OnFailure => (RestartPolicyNameEnum::ON_FAILURE, Some(self.max_restarts)),
+            RestartPolicy::OnFailure => {
+                (RestartPolicyNameEnum::ON_FAILURE, Some(self.max_restarts))
+            }
         };
         DockerRestartPolicy { name: Some(name), maximum_retry_count: retries }
     }
