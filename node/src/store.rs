@@ -538,11 +538,10 @@ impl Store {
             let id = o.id();
             if o.body.auction_closes_at_ms().saturating_add(ORDER_RETENTION_MS) < now_ms
                 && !leased.contains(&id)
+                && self.orders.remove(&k)?.is_some()
             {
-                if self.orders.remove(&k)?.is_some() {
-                    dec(&self.counters.orders);
-                    report.orders += 1;
-                }
+                dec(&self.counters.orders);
+                report.orders += 1;
             }
         }
         for kv in self.bids.iter() {
@@ -563,11 +562,9 @@ impl Store {
         }
         for kv in self.seen.iter() {
             let (k, v) = kv?;
-            if from_be(&v) <= now_ms {
-                if self.seen.remove(&k)?.is_some() {
-                    dec(&self.counters.seen);
-                    report.seen += 1;
-                }
+            if from_be(&v) <= now_ms && self.seen.remove(&k)?.is_some() {
+                dec(&self.counters.seen);
+                report.seen += 1;
             }
         }
         Ok(report)

@@ -40,13 +40,13 @@ const GOLDEN_GRANT_HEX: [&str; 7] = [
     "764cb3356105",
 ];
 
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
-
 #[test]
 fn a_grant_signed_earlier_decodes_and_signs_to_the_same_bytes() {
-    let golden = unhex(&GOLDEN_GRANT_HEX.concat());
+    let hex = GOLDEN_GRANT_HEX.concat();
+    let golden: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
     let back = Signed::<SettlerGrant>::decode_verified(&golden).expect("the settler decodes it");
     assert_eq!(back.body, golden_grant(), "the decoded grant is the one that was signed");
     let key = Keypair::from_seed_label("wire-tenant");

@@ -189,7 +189,7 @@ async fn run_market(
             // Whoever closed it (the tenant, this provider at the end of the term, or a genesis
             // settler when the tenant's funds ran out: the ingest pipeline checked the signer),
             // the lease stops here.
-            Ok(NodeEvent::Lease { lease_id, state, event_id }) if state == LeaseState::Closed => {
+            Ok(NodeEvent::Lease { lease_id, state: LeaseState::Closed, event_id }) => {
                 on_closed(&node, &shared, lease_id, event_id);
             }
             Ok(_) => {}
