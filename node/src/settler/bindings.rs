@@ -164,7 +164,10 @@ mod tests {
             LeaseEventKind::Closed { reason: CloseReason::InsufficientFunds }
         );
         ok(Kind::LeaseEvent, &closes[0].encode());
-        assert_eq!(store.lease(&a.lease_id()).unwrap().unwrap().state, crate::store::LeaseState::Closed);
+        assert_eq!(
+            store.lease(&a.lease_id()).unwrap().unwrap().state,
+            crate::store::LeaseState::Closed
+        );
         assert!(s.settle_once(&store, t0 + 20_000).await.unwrap().is_none(), "closed for good");
         // The embedded ledger takes no chain bindings.
         #[cfg(feature = "cosmos")]
