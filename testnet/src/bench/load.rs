@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
 use leasemesh_client::deploy::{self, now_ms, DeployOptions};
+use leasemesh_client::http::StreamEvent;
 use leasemesh_client::{ClientError, NodeClient};
+use leasemesh_protocol::api::NodeEvent;
 use leasemesh_protocol::manifest::Manifest;
 use leasemesh_protocol::{Id, Keypair, PublicKey};
 
@@ -47,41 +49,25 @@ struct Awarded {
     provider: PublicKey,
 }
 
-fn id_field(data: &serde_json::Value, f: &str) -> Option<Id> {
-    data.get(f).and_then(|v| v.as_str()).and_then(|s| Id::from_hex(s).ok())
-}
-
 /// Follows node `index`'s events until the node stops. Tenant nodes also note bids and awards
-/// and forward awards to their tenant's manifest sender.
+/// and forward awards to their tenant's manifest sender. An event the client cannot read ends
+/// nothing: it is skipped, as a lagged stream is (the figures only count what was seen).
 fn follow(index: usize, client: NodeClient, rec: Shared, awards: Option<mpsc::Sender<Awarded>>) {
     let Ok(mut stream) = client.events() else { return };
     while let Some(ev) = stream.next_event() {
         let at = now_ms();
-        match ev.name.as_str() {
-            "order" => {
-                if let Some(id) = id_field(&ev.data, "id") {
-                    lock(&rec).held.entry(id).or_default().push(at);
-                }
+        let Ok(StreamEvent::Node(ev)) = ev else { continue };
+        match ev {
+            NodeEvent::Order { id, .. } => {
+                lock(&rec).held.entry(id).or_default().push(at);
             }
-            "bid" if awards.is_some() => {
-                if let Some(o) = id_field(&ev.data, "order_id") {
-                    lock(&rec).first_bid.entry((index, o)).or_insert(at);
-                }
+            NodeEvent::Bid { order_id, .. } if awards.is_some() => {
+                lock(&rec).first_bid.entry((index, order_id)).or_insert(at);
             }
-            "award" => {
-                let (Some(o), Some(l)) =
-                    (id_field(&ev.data, "order_id"), id_field(&ev.data, "lease_id"))
-                else {
-                    continue;
-                };
-                let provider = ev
-                    .data
-                    .get("provider")
-                    .and_then(|v| v.as_str())
-                    .and_then(|s| PublicKey::from_hex(s).ok());
-                if let (Some(tx), Some(provider)) = (&awards, provider) {
-                    lock(&rec).award.entry((index, o)).or_insert(at);
-                    let _ = tx.send(Awarded { order_id: o, lease_id: l, provider });
+            NodeEvent::Award { order_id, lease_id, provider, .. } => {
+                if let Some(tx) = &awards {
+                    lock(&rec).award.entry((index, order_id)).or_insert(at);
+                    let _ = tx.send(Awarded { order_id, lease_id, provider });
                 }
             }
             _ => {}
