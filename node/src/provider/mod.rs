@@ -141,6 +141,9 @@ pub struct ProviderMetrics {
     /// Leases that reached Running / Failed.
     pub leases_running: Counter,
     pub leases_failed: Counter,
+    /// Store reads that failed in the provider's loops; retried on the next tick
+    /// (`..._store_read_errors_total`).
+    pub store_read_errors: Counter,
 }
 
 impl ProviderMetrics {
@@ -160,6 +163,11 @@ impl ProviderMetrics {
         );
         r.register("leases_running", "Leases that reached Running", self.leases_running.clone());
         r.register("leases_failed", "Leases that failed to start", self.leases_failed.clone());
+        r.register(
+            "store_read_errors",
+            "Store reads that failed in the provider role (retried)",
+            self.store_read_errors.clone(),
+        );
     }
 }
 

@@ -22,7 +22,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
 use leasemesh_protocol::seal::{encryption_secret_from_seed, SealedManifest};
-use leasemesh_protocol::{Award, CloseReason, Id, Keypair, LeaseEventKind, Order, Signed};
+use leasemesh_protocol::{
+    Award, CloseReason, Id, Keypair, LeaseEventKind, Order, PublicKey, Signed,
+};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::json;
@@ -38,7 +40,7 @@ use crate::events::NodeEvent;
 use crate::ingest::Kind;
 use crate::node::Node;
 use crate::now_ms;
-use crate::store::{LeaseRecord, LeaseState};
+use crate::store::{LeaseRecord, LeaseState, StoreError};
 
 /// Why the provider role could not start.
 #[derive(Debug, thiserror::Error)]
@@ -136,15 +138,23 @@ impl ProviderRole {
         // After a restart the live leases take their capacity again before anything is
         // published: the inventory starts empty.
         let me = node.key.public();
-        let live: Vec<LeaseRecord> = node
-            .store
-            .leases()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|l| l.provider == me && !l.state.is_final())
-            .collect();
-        restore_allocations(node, &self.shared, &live);
-        let live = live.iter().map(|l| l.lease_id).collect();
+        // A failed read restores nothing and reconciles nothing (an empty list would remove
+        // the containers of live leases): the market loop rescans until the store answers.
+        let live = match node.store.leases() {
+            Ok(all) => {
+                let live: Vec<LeaseRecord> = all
+                    .into_iter()
+                    .filter(|l| l.provider == me && !l.state.is_final())
+                    .collect();
+                restore_allocations(node, &self.shared, &live);
+                Some(live.iter().map(|l| l.lease_id).collect())
+            }
+            Err(e) => {
+                self.shared.metrics.store_read_errors.inc();
+                tracing::error!(error = %e, "cannot read the leases at start: will rescan");
+                None
+            }
+        };
         vec![
             tokio::spawn(run_market(node.clone(), self.shared.clone(), live, shutdown.clone())),
             tokio::spawn(run_heartbeat(node.clone(), self.shared.clone(), shutdown)),
@@ -155,13 +165,15 @@ impl ProviderRole {
 async fn run_market(
     node: Node,
     shared: Arc<Shared>,
-    live: BTreeSet<Id>,
+    live: Option<BTreeSet<Id>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut events = node.events.subscribe();
+    // A rescan is due when events were missed or the store could not be read.
+    let mut rescan_due = live.is_none();
     // After a restart: keep the containers of live leases, remove the rest.
-    if let Some(r) = &shared.runner {
-        match r.runtime.reconcile(&live).await {
+    if let (Some(r), Some(live)) = (&shared.runner, &live) {
+        match r.runtime.reconcile(live).await {
             Ok(rec) => tracing::info!(
                 adopted = rec.adopted.len(),
                 removed = rec.removed_containers.len(),
@@ -175,6 +187,10 @@ async fn run_market(
             biased;
             _ = shutdown.changed() => break,
             ev = events.recv() => ev,
+            _ = tokio::time::sleep(RESCAN_RETRY), if rescan_due => {
+                rescan_due = !rescan(&node, &shared);
+                continue;
+            }
         };
         match ev {
             Ok(NodeEvent::Order { id, .. }) => on_order(&node, &shared, id).await,
@@ -194,7 +210,8 @@ async fn run_market(
             }
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "provider fell behind the node's events");
+                tracing::warn!(missed = n, "provider fell behind the node's events: rescanning");
+                rescan_due = !rescan(&node, &shared);
             }
             Err(broadcast::error::RecvError::Closed) => break,
         }
@@ -245,6 +262,11 @@ fn on_closed(node: &Node, shared: &Arc<Shared>, lease_id: Id, event_id: Id) {
         })
     });
     tracing::info!(lease = %lease_id.short(), ?reason, "lease closed: stopping its containers");
+    release_closed(shared, lease_id);
+}
+
+/// Stops a closed or failed lease's containers and frees its capacity.
+fn release_closed(shared: &Arc<Shared>, lease_id: Id) {
     shared.pending().settle(&lease_id);
     let shared = shared.clone();
     tokio::spawn(async move {
@@ -322,12 +344,72 @@ fn on_award(node: &Node, shared: &Shared, batch_id: Id, order_id: Id, lease_id: 
     }
 }
 
+/// How long the market loop waits before retrying a rescan the store could not answer.
+const RESCAN_RETRY: Duration = Duration::from_millis(500);
+
+/// What a rescan changes: leases to allocate (and whether they still wait for their manifest)
+/// and allocated leases to release.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct RescanPlan {
+    allocate: Vec<(LeaseRecord, bool)>,
+    release: Vec<Id>,
+}
+
+/// Compares the stored leases of provider `me` with the allocated ones: a live lease without
+/// an allocation is allocated (awaiting its manifest while Awarded); an allocated lease that
+/// the store holds as Closed or Failed is released. Other providers' leases are ignored.
+fn rescan_plan(me: &PublicKey, leases: &[LeaseRecord], allocated: &BTreeSet<Id>) -> RescanPlan {
+    let mut plan = RescanPlan::default();
+    for l in leases.iter().filter(|l| l.provider == *me) {
+        let held = allocated.contains(&l.lease_id);
+        match l.state {
+            LeaseState::Closed | LeaseState::Failed if held => plan.release.push(l.lease_id),
+            LeaseState::Awarded | LeaseState::ManifestAccepted | LeaseState::Running if !held => {
+                plan.allocate.push((l.clone(), l.state == LeaseState::Awarded))
+            }
+            _ => {}
+        }
+    }
+    plan
+}
+
+/// Brings the inventory in line with the store after missed events, as the settler leader
+/// rescans its order index. False when the store could not be read (retry later).
+fn rescan(node: &Node, shared: &Arc<Shared>) -> bool {
+    let leases = match node.store.leases() {
+        Ok(l) => l,
+        Err(e) => {
+            shared.metrics.store_read_errors.inc();
+            tracing::error!(error = %e, "cannot read the leases to rescan: retrying");
+            return false;
+        }
+    };
+    let allocated: BTreeSet<Id> = shared.engine().inventory.leases().into_iter().collect();
+    let plan = rescan_plan(&node.key.public(), &leases, &allocated);
+    tracing::info!(
+        allocate = plan.allocate.len(),
+        release = plan.release.len(),
+        "provider rescanned its leases"
+    );
+    for (l, awaiting) in plan.allocate {
+        if awaiting {
+            on_award(node, shared, l.batch_id, l.order_id, l.lease_id);
+        } else {
+            restore_allocations(node, shared, std::slice::from_ref(&l));
+        }
+    }
+    for lease_id in plan.release {
+        release_closed(shared, lease_id);
+    }
+    true
+}
+
 /// This provider's running leases whose term has run out, with their order ids. The term runs
 /// from the provider's own Running event.
-fn ended_terms(node: &Node, now: u64) -> Vec<(Id, Id)> {
+fn ended_terms(node: &Node, now: u64) -> Result<Vec<(Id, Id)>, StoreError> {
     let me = node.key.public();
-    let leases = node.store.leases().unwrap_or_default();
-    leases
+    let leases = node.store.leases()?;
+    Ok(leases
         .into_iter()
         .filter(|l| l.provider == me && l.state == LeaseState::Running)
         .filter_map(|l| {
@@ -339,7 +421,7 @@ fn ended_terms(node: &Node, now: u64) -> Vec<(Id, Id)> {
             term_ended(running_at, order.body.lease_term_ms, now)
                 .then_some((l.lease_id, l.order_id))
         })
-        .collect()
+        .collect())
 }
 
 /// Changes are published at most this often: a burst of bids makes one info, not one each.
@@ -382,7 +464,13 @@ async fn run_heartbeat(node: Node, shared: Arc<Shared>, mut shutdown: watch::Rec
         }
         // Leases whose term ran out: closing them stops accrual at the settler and, through
         // the node's Lease event, removes the containers and frees the capacity.
-        for (lease_id, order_id) in ended_terms(&node, now) {
+        let ended = ended_terms(&node, now).unwrap_or_else(|e| {
+            // Not "no lease ended": counted, logged, and read again on the next tick.
+            shared.metrics.store_read_errors.inc();
+            tracing::error!(error = %e, "cannot read the leases for ended terms: retrying");
+            Vec::new()
+        });
+        for (lease_id, order_id) in ended {
             let closed = LeaseEventKind::Closed { reason: CloseReason::TermEnded };
             let ev = lease_event(&node.key, lease_id, order_id, closed, now);
             match node.submit(Kind::LeaseEvent, ev.encode()).await {
@@ -507,6 +595,7 @@ async fn lease_logs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use leasemesh_protocol::Hash;
 
     #[tokio::test]
     async fn disabled_role_is_not_built() {
@@ -516,5 +605,51 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    fn rec(n: u8, provider: &Keypair, state: LeaseState) -> LeaseRecord {
+        LeaseRecord {
+            lease_id: Hash([n; 32]),
+            order_id: Hash([n.wrapping_add(100); 32]),
+            bid_id: Id::ZERO,
+            batch_id: Id::ZERO,
+            provider: provider.public(),
+            tenant: None,
+            price_per_hour: leasemesh_protocol::Coin::new("uinj", 1),
+            state,
+            updated_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn rescan_allocates_missed_awards_and_releases_closed_leases() {
+        let me = Keypair::from_seed_label("me");
+        let other = Keypair::from_seed_label("other");
+        let leases = vec![
+            rec(1, &me, LeaseState::Awarded),          // missed award: allocate, await manifest
+            rec(2, &me, LeaseState::Running),          // running, not held: allocate
+            rec(3, &me, LeaseState::Awarded),          // already held: nothing
+            rec(4, &me, LeaseState::Closed),           // held but closed: release
+            rec(5, &me, LeaseState::Failed),           // held but failed: release
+            rec(6, &me, LeaseState::Closed),           // not held, closed: nothing
+            rec(7, &other, LeaseState::Awarded),       // someone else's: nothing
+            rec(8, &me, LeaseState::ManifestAccepted), // live, not held: allocate
+        ];
+        let held: BTreeSet<Id> = [3u8, 4, 5].iter().map(|n| Hash([*n; 32])).collect();
+        let plan = rescan_plan(&me.public(), &leases, &held);
+        let alloc: Vec<(Id, bool)> = plan.allocate.iter().map(|(l, w)| (l.lease_id, *w)).collect();
+        assert_eq!(
+            alloc,
+            vec![(Hash([1; 32]), true), (Hash([2; 32]), false), (Hash([8; 32]), false)]
+        );
+        assert_eq!(plan.release, vec![Hash([4; 32]), Hash([5; 32])]);
+    }
+
+    #[test]
+    fn rescan_of_a_consistent_inventory_changes_nothing() {
+        let me = Keypair::from_seed_label("me");
+        let leases = vec![rec(1, &me, LeaseState::Running), rec(2, &me, LeaseState::Closed)];
+        let held: BTreeSet<Id> = [Hash([1; 32])].into_iter().collect();
+        assert_eq!(rescan_plan(&me.public(), &leases, &held), RescanPlan::default());
     }
 }
