@@ -142,10 +142,8 @@ impl ProviderRole {
         // the containers of live leases): the market loop rescans until the store answers.
         let live = match node.store.leases() {
             Ok(all) => {
-                let live: Vec<LeaseRecord> = all
-                    .into_iter()
-                    .filter(|l| l.provider == me && !l.state.is_final())
-                    .collect();
+                let live: Vec<LeaseRecord> =
+                    all.into_iter().filter(|l| l.provider == me && !l.state.is_final()).collect();
                 restore_allocations(node, &self.shared, &live);
                 Some(live.iter().map(|l| l.lease_id).collect())
             }
@@ -626,13 +624,13 @@ mod tests {
         let me = Keypair::from_seed_label("me");
         let other = Keypair::from_seed_label("other");
         let leases = vec![
-            rec(1, &me, LeaseState::Awarded),          // missed award: allocate, await manifest
-            rec(2, &me, LeaseState::Running),          // running, not held: allocate
-            rec(3, &me, LeaseState::Awarded),          // already held: nothing
-            rec(4, &me, LeaseState::Closed),           // held but closed: release
-            rec(5, &me, LeaseState::Failed),           // held but failed: release
-            rec(6, &me, LeaseState::Closed),           // not held, closed: nothing
-            rec(7, &other, LeaseState::Awarded),       // someone else's: nothing
+            rec(1, &me, LeaseState::Awarded), // missed award: allocate, await manifest
+            rec(2, &me, LeaseState::Running), // running, not held: allocate
+            rec(3, &me, LeaseState::Awarded), // already held: nothing
+            rec(4, &me, LeaseState::Closed),  // held but closed: release
+            rec(5, &me, LeaseState::Failed),  // held but failed: release
+            rec(6, &me, LeaseState::Closed),  // not held, closed: nothing
+            rec(7, &other, LeaseState::Awarded), // someone else's: nothing
             rec(8, &me, LeaseState::ManifestAccepted), // live, not held: allocate
         ];
         let held: BTreeSet<Id> = [3u8, 4, 5].iter().map(|n| Hash([*n; 32])).collect();
