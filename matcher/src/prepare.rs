@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use leasemesh_protocol::codec::to_canonical;
 use leasemesh_protocol::{
-    Attribute, Bid, GpuInterface, Hash, Id, Order, ProviderInfo, PublicKey, TeeKind,
+    Attribute, Bid, GpuInterface, Hash, Host, Id, Order, ProviderInfo, PublicKey, TeeKind,
 };
 use serde::Serialize;
 
@@ -528,9 +528,37 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
     let inputs_digest = ids.digest();
     let salt = inputs_digest;
 
-    // Providers: the highest (sequence, id) per key.
+    let kept_infos = latest_infos(input, &infos_dd.dropped, &mut excluded);
+    let names = Names::of(&kept_infos);
+    let providers: Vec<PProvider<'_>> = kept_infos
+        .iter()
+        .map(|info| {
+            let uptime_bps = input.uptime_bps.get(&info.provider).copied().unwrap_or(0);
+            provider_form(info, uptime_bps, &names)
+        })
+        .collect();
+
+    let order_index = KeyIndex::new(&ids.order_ids);
+    let forms = order_forms(input, &order_index, &orders_dd.dropped, &names, &salt, &mut excluded);
+    let OrderForms { mut orders, slots, groups, denoms, order_attrs } = forms;
+    let bids = BidChecks { order_index: &order_index, slots: &slots, order_attrs: &order_attrs };
+    let staged =
+        bids.stage(input, &bids_dd.dropped, &denoms, &providers, orders.len(), &mut excluded);
+    let cands = rank_cands(input, &mut orders, staged, &salt);
+
+    excluded.sort_unstable();
+    Prepared { input, orders, providers, denoms, groups, cands, excluded, ids, inputs_digest }
+}
+
+/// The provider infos that count: the highest (sequence, id) per key, sorted by key. The others
+/// are excluded as superseded.
+fn latest_infos<'a>(
+    input: &'a EpochInput,
+    dropped: &[u32],
+    excluded: &mut Vec<Excluded>,
+) -> Vec<&'a ProviderInfo> {
     let mut infos: Vec<(Id, &ProviderInfo)> =
-        kept(&input.providers, &infos_dd.dropped).map(|(_, id, info)| (*id, info)).collect();
+        kept(&input.providers, dropped).map(|(_, id, info)| (*id, info)).collect();
     infos.sort_unstable_by(|a, b| {
         a.1.provider.cmp(&b.1.provider).then(b.1.sequence.cmp(&a.1.sequence)).then(b.0.cmp(&a.0))
     });
@@ -546,130 +574,157 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
             kept_infos.push(info);
         }
     }
+    kept_infos
+}
 
-    // Names (vendors, models, storage classes) and attributes interned in sorted order.
-    let mut names: BTreeSet<&str> = BTreeSet::new();
-    let mut attr_names: BTreeSet<&Attribute> = BTreeSet::new();
-    for info in &kept_infos {
-        attr_names.extend(&info.attributes);
-        for h in &info.hosts {
-            for s in &h.free.persistent_storage {
-                names.insert(&s.class);
-            }
-            // The GPUs of a host are usually all alike: insert each run of equal names once.
-            let mut last: (&str, &str) = ("", "");
-            for g in &h.free.gpus {
-                if last != (g.vendor.as_str(), g.model.as_str()) {
-                    last = (&g.vendor, &g.model);
-                    names.insert(&g.vendor);
-                    names.insert(&g.model);
+/// Names (vendors, models, storage classes) and attributes the providers declare, numbered in
+/// sorted order, so the per-bid checks compare integers.
+struct Names<'a> {
+    names: BTreeMap<&'a str, u32>,
+    attrs: BTreeMap<&'a Attribute, u32>,
+}
+
+impl<'a> Names<'a> {
+    fn of(infos: &[&'a ProviderInfo]) -> Names<'a> {
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        let mut attr_names: BTreeSet<&Attribute> = BTreeSet::new();
+        for info in infos {
+            attr_names.extend(&info.attributes);
+            for h in &info.hosts {
+                for s in &h.free.persistent_storage {
+                    names.insert(&s.class);
+                }
+                // The GPUs of a host are usually all alike: insert each run of equal names once.
+                let mut last: (&str, &str) = ("", "");
+                for g in &h.free.gpus {
+                    if last != (g.vendor.as_str(), g.model.as_str()) {
+                        last = (&g.vendor, &g.model);
+                        names.insert(&g.vendor);
+                        names.insert(&g.model);
+                    }
                 }
             }
         }
+        Names {
+            names: names.into_iter().enumerate().map(|(i, n)| (n, i as u32)).collect(),
+            attrs: attr_names.into_iter().enumerate().map(|(i, a)| (a, i as u32)).collect(),
+        }
     }
-    let names: BTreeMap<&str, u32> =
-        names.into_iter().enumerate().map(|(i, n)| (n, i as u32)).collect();
-    let intern = |s: &str| names.get(s).copied();
-    let attr_names: BTreeMap<&Attribute, u32> =
-        attr_names.into_iter().enumerate().map(|(i, a)| (a, i as u32)).collect();
 
-    let providers: Vec<PProvider<'_>> = kept_infos
-        .iter()
-        .map(|info| {
-            let mut attrs: Vec<u32> =
-                info.attributes.iter().filter_map(|a| attr_names.get(a).copied()).collect();
-            attrs.sort_unstable();
-            let mut hosts: Vec<HostState<'_>> = info
-                .hosts
-                .iter()
-                .map(|h| {
-                    // Small vectors, not maps: a host has a few storage classes and
-                    // GPU kinds.
-                    let mut storage: Vec<(u32, u64)> = Vec::new();
-                    for s in &h.free.persistent_storage {
-                        if let Some(c) = intern(&s.class) {
-                            match storage.iter_mut().find(|(x, _)| *x == c) {
-                                Some((_, b)) => *b = b.saturating_add(s.bytes),
-                                None => storage.push((c, s.bytes)),
-                            }
-                        }
-                    }
-                    storage.sort_unstable();
-                    let mut pools: Vec<Pool<'_>> = Vec::new();
-                    // Interned (vendor, model) of the previous GPU, looked up again only
-                    // when the names change.
-                    let mut last_names: (&str, &str) = ("", "");
-                    let mut last_ids: Option<(u32, u32)> = None;
-                    for g in &h.free.gpus {
-                        if last_names != (g.vendor.as_str(), g.model.as_str()) || last_ids.is_none()
-                        {
-                            last_names = (&g.vendor, &g.model);
-                            last_ids = intern(&g.vendor).zip(intern(&g.model));
-                        }
-                        let Some((vendor, model)) = last_ids else { continue };
-                        let kind = (g.vram_bytes, vendor, model, g.interface);
-                        match pools
-                            .iter_mut()
-                            .find(|p| (p.vram, p.vendor, p.model, p.iface) == kind)
-                        {
-                            Some(p) => p.free = p.free.saturating_add(1),
-                            None => pools.push(Pool {
-                                vendor,
-                                model,
-                                model_name: &g.model,
-                                vram: g.vram_bytes,
-                                iface: g.interface,
-                                free: 1,
-                            }),
-                        }
-                    }
-                    pools.sort_unstable_by_key(|p| (p.vram, p.vendor, p.model, p.iface));
-                    HostState {
-                        name: h.name.as_str(),
-                        cpu: h.free.cpu_millis,
-                        mem: h.free.memory_bytes,
-                        eph: h.free.ephemeral_storage_bytes,
-                        storage,
-                        pools,
-                        tee: &h.tee,
-                    }
-                })
-                .collect();
-            hosts.sort_by(|a, b| a.name.cmp(b.name));
-            let mut p = PProvider {
-                key: info.provider,
-                uptime_bps: input.uptime_bps.get(&info.provider).copied().unwrap_or(0),
-                attrs,
-                hosts,
-                total_cpu: 0,
-                max_host_cpu: 0,
-                total_gpus: 0,
-            };
-            p.refresh();
-            p
-        })
-        .collect();
+    fn intern(&self, s: &str) -> Option<u32> {
+        self.names.get(s).copied()
+    }
+}
 
-    // Orders in integer form, walked in input (memory) order and put in id order. What the
-    // bid checks need goes to `slots` in the same walk, while the order is in cache. Denoms
-    // are numbered as first seen: the numbers are only compared with each other.
-    //
-    // By blocks, like the bids below: a tight loop finds where each order goes (misses in the
-    // index and in the destination, independent from one order to the next, so they overlap),
-    // then a second loop converts them.
+/// One provider snapshot in integer form, hosts sorted by name.
+fn provider_form<'a>(info: &'a ProviderInfo, uptime_bps: u16, names: &Names<'_>) -> PProvider<'a> {
+    let mut attrs: Vec<u32> =
+        info.attributes.iter().filter_map(|a| names.attrs.get(a).copied()).collect();
+    attrs.sort_unstable();
+    let intern = |s: &str| names.intern(s);
+    let mut hosts: Vec<HostState<'_>> = info.hosts.iter().map(|h| host_form(h, &intern)).collect();
+    hosts.sort_by(|a, b| a.name.cmp(b.name));
+    let mut p = PProvider {
+        key: info.provider,
+        uptime_bps,
+        attrs,
+        hosts,
+        total_cpu: 0,
+        max_host_cpu: 0,
+        total_gpus: 0,
+    };
+    p.refresh();
+    p
+}
+
+/// What is free on one host in integer form: storage per interned class, GPUs pooled by kind.
+fn host_form<'a>(h: &'a Host, intern: &impl Fn(&str) -> Option<u32>) -> HostState<'a> {
+    // Small vectors, not maps: a host has a few storage classes and GPU kinds.
+    let mut storage: Vec<(u32, u64)> = Vec::new();
+    for s in &h.free.persistent_storage {
+        if let Some(c) = intern(&s.class) {
+            match storage.iter_mut().find(|(x, _)| *x == c) {
+                Some((_, b)) => *b = b.saturating_add(s.bytes),
+                None => storage.push((c, s.bytes)),
+            }
+        }
+    }
+    storage.sort_unstable();
+    let mut pools: Vec<Pool<'_>> = Vec::new();
+    // Interned (vendor, model) of the previous GPU, looked up again only when the names change.
+    let mut last_names: (&str, &str) = ("", "");
+    let mut last_ids: Option<(u32, u32)> = None;
+    for g in &h.free.gpus {
+        if last_names != (g.vendor.as_str(), g.model.as_str()) || last_ids.is_none() {
+            last_names = (&g.vendor, &g.model);
+            last_ids = intern(&g.vendor).zip(intern(&g.model));
+        }
+        let Some((vendor, model)) = last_ids else { continue };
+        let kind = (g.vram_bytes, vendor, model, g.interface);
+        match pools.iter_mut().find(|p| (p.vram, p.vendor, p.model, p.iface) == kind) {
+            Some(p) => p.free = p.free.saturating_add(1),
+            None => pools.push(Pool {
+                vendor,
+                model,
+                model_name: &g.model,
+                vram: g.vram_bytes,
+                iface: g.interface,
+                free: 1,
+            }),
+        }
+    }
+    pools.sort_unstable_by_key(|p| (p.vram, p.vendor, p.model, p.iface));
+    HostState {
+        name: h.name.as_str(),
+        cpu: h.free.cpu_millis,
+        mem: h.free.memory_bytes,
+        eph: h.free.ephemeral_storage_bytes,
+        storage,
+        pools,
+        tee: &h.tee,
+    }
+}
+
+/// The kept orders in integer form, and what the bid checks need of each.
+struct OrderForms<'a> {
+    /// Kept orders, sorted by id.
+    orders: Vec<POrder>,
+    /// By the order's index in the sorted order ids.
+    slots: Vec<Slot>,
+    groups: Vec<GroupReq>,
+    denoms: Vec<&'a str>,
+    /// Interned placement attributes of every order (ranges in [`Slot::attrs`]).
+    order_attrs: Vec<u32>,
+}
+
+/// Orders in integer form, walked in input (memory) order and put in id order. What the bid
+/// checks need goes to `slots` in the same walk, while the order is in cache. Denoms are
+/// numbered as first seen: the numbers are only compared with each other.
+///
+/// By blocks, like the bids in [`BidChecks::stage`]: a tight loop finds where each order goes
+/// (misses in the index and in the destination, independent from one order to the next, so they
+/// overlap), then a second loop converts them.
+fn order_forms<'a>(
+    input: &'a EpochInput,
+    order_index: &KeyIndex<'_, Id>,
+    dropped: &[u32],
+    names: &Names<'_>,
+    salt: &Hash,
+    excluded: &mut Vec<Excluded>,
+) -> OrderForms<'a> {
     const ORDER_BLOCK: usize = 16;
-    let order_ids = &ids.order_ids;
-    let order_index = KeyIndex::new(order_ids);
+    let intern = |s: &str| names.intern(s);
     let find_order = |id: &Id| order_index.find(id);
-    let mut order_slots: Vec<Option<POrder>> = (0..order_ids.len()).map(|_| None).collect();
-    let mut slots: Vec<Slot> = (0..order_ids.len()).map(|_| Slot::UNUSED).collect();
+    let n = order_index.keys.len();
+    let mut order_slots: Vec<Option<POrder>> = (0..n).map(|_| None).collect();
+    let mut slots: Vec<Slot> = (0..n).map(|_| Slot::UNUSED).collect();
     // Sized exactly (the group counts sit in the order structs, no extra cache misses): one
     // allocation, never moved.
     let mut groups: Vec<GroupReq> =
         Vec::with_capacity(input.orders.iter().map(|(_, o)| o.groups.len()).sum());
     let mut denoms: Vec<&str> = Vec::new();
     let mut order_attrs: Vec<u32> = Vec::new();
-    let mut next_dropped = orders_dd.dropped.iter().copied().peekable();
+    let mut next_dropped = dropped.iter().copied().peekable();
     // Per order of a block: where it goes (`NONE` if invalid).
     let mut ranks = [NONE; ORDER_BLOCK];
     for (b, block) in input.orders.chunks(ORDER_BLOCK).enumerate() {
@@ -711,7 +766,7 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
             let start = order_attrs.len();
             let mut attrs = Some((start as u32, start as u32));
             for a in &placement.attributes {
-                match attr_names.get(a) {
+                match names.attrs.get(a) {
                     Some(i) => order_attrs.push(*i),
                     None => attrs = None,
                 }
@@ -727,7 +782,7 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
                 attrs,
                 min_uptime: placement.min_uptime_bps,
             };
-            let mut form = order_form(*id, o, &intern, &salt, &mut groups);
+            let mut form = order_form(*id, o, &intern, salt, &mut groups);
             form.denom = denom as u32;
             *order_slot = Some(form);
         }
@@ -742,93 +797,128 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
     }
     // `filter_map` rather than `flatten`: it collects in place, without a second array.
     #[allow(clippy::filter_map_identity)]
-    let mut orders: Vec<POrder> = order_slots.into_iter().filter_map(|o| o).collect();
+    let orders: Vec<POrder> = order_slots.into_iter().filter_map(|o| o).collect();
+    OrderForms { orders, slots, groups, denoms, order_attrs }
+}
 
-    // Bids: resolve order and provider, apply the static checks. Walk the input in its own
-    // order (memory order); keep only the eligible bids.
-    //
-    // The bids go by blocks: a first tight loop finds each bid's order and denom (a random
-    // access into the order index and a read of the bid's denom string, both likely cache
-    // misses, and independent from one bid to the next, so the processor overlaps them), then
-    // a second loop applies the checks on data now in cache.
-    const BLOCK: usize = 64;
-    let provider_keys: Vec<PublicKey> = providers.iter().map(|p| p.key).collect();
-    let provider_index = KeyIndex::new(&provider_keys);
-    let mut best_stage = vec![0u8; orders.len()];
-    let mut eligible = vec![0u32; orders.len()];
-    // (order, bid position, provider) of every eligible bid, in input order.
-    let mut staged: Vec<(u32, u32, u32)> = Vec::with_capacity(input.bids.len());
-    let mut next_dropped = bids_dd.dropped.iter().copied().peekable();
-    // Per bid of a block: its order's index in the sorted order ids, and its denom's index in
-    // `denoms` (`NONE`: not found).
-    let mut looked = [(NONE, NONE); BLOCK];
-    // Where each run of bids for one order starts in the block, and that order's index.
-    let mut runs = [(0usize, NONE); BLOCK];
-    for (b, block) in input.bids.chunks(BLOCK).enumerate() {
-        // Bids for one order often come together: one lookup per run of them.
-        let mut n_runs = 0;
-        for ((_, bid), l) in block.iter().zip(looked.iter_mut()) {
-            l.1 = denom_index(&denoms, &bid.price_per_hour.denom);
-        }
-        for (j, (_, bid)) in block.iter().enumerate() {
-            if j == 0 || block[j - 1].1.order_id != bid.order_id {
-                runs[n_runs] = (j, NONE);
-                n_runs += 1;
+/// What the static bid checks look up: orders by id, and what each order asks.
+struct BidChecks<'k> {
+    order_index: &'k KeyIndex<'k, Id>,
+    slots: &'k [Slot],
+    order_attrs: &'k [u32],
+}
+
+/// The bids that passed the static checks, and how far each order's bids got.
+struct Staged {
+    /// (order, bid position, provider) of every eligible bid, in input order.
+    staged: Vec<(u32, u32, u32)>,
+    /// Per kept order: eligible bids, and the furthest stage any of its bids reached.
+    eligible: Vec<u32>,
+    best_stage: Vec<u8>,
+}
+
+impl BidChecks<'_> {
+    /// Bids: resolve order and provider, apply the static checks. Walk the input in its own
+    /// order (memory order); keep only the eligible bids.
+    ///
+    /// The bids go by blocks: a first tight loop finds each bid's order and denom (a random
+    /// access into the order index and a read of the bid's denom string, both likely cache
+    /// misses, and independent from one bid to the next, so the processor overlaps them), then
+    /// a second loop applies the checks on data now in cache.
+    fn stage(
+        &self,
+        input: &EpochInput,
+        dropped: &[u32],
+        denoms: &[&str],
+        providers: &[PProvider<'_>],
+        n_orders: usize,
+        excluded: &mut Vec<Excluded>,
+    ) -> Staged {
+        const BLOCK: usize = 64;
+        let (slots, order_attrs) = (self.slots, self.order_attrs);
+        let find_order = |id: &Id| self.order_index.find(id);
+        let provider_keys: Vec<PublicKey> = providers.iter().map(|p| p.key).collect();
+        let provider_index = KeyIndex::new(&provider_keys);
+        let mut best_stage = vec![0u8; n_orders];
+        let mut eligible = vec![0u32; n_orders];
+        let mut staged: Vec<(u32, u32, u32)> = Vec::with_capacity(input.bids.len());
+        let mut next_dropped = dropped.iter().copied().peekable();
+        // Per bid of a block: its order's index in the sorted order ids, and its denom's index
+        // in `denoms` (`NONE`: not found).
+        let mut looked = [(NONE, NONE); BLOCK];
+        // Where each run of bids for one order starts in the block, and that order's index.
+        let mut runs = [(0usize, NONE); BLOCK];
+        for (b, block) in input.bids.chunks(BLOCK).enumerate() {
+            // Bids for one order often come together: one lookup per run of them.
+            let mut n_runs = 0;
+            for ((_, bid), l) in block.iter().zip(looked.iter_mut()) {
+                l.1 = denom_index(denoms, &bid.price_per_hour.denom);
+            }
+            for (j, (_, bid)) in block.iter().enumerate() {
+                if j == 0 || block[j - 1].1.order_id != bid.order_id {
+                    runs[n_runs] = (j, NONE);
+                    n_runs += 1;
+                }
+            }
+            let mut warm = 0u32;
+            for run in &mut runs[..n_runs] {
+                run.1 = find_order(&block[run.0].1.order_id).map_or(NONE, |i| i as u32);
+                warm ^= slots.get(run.1 as usize).map_or(0, |s| s.order);
+            }
+            std::hint::black_box(warm);
+            for (r, &(start, rank)) in runs[..n_runs].iter().enumerate() {
+                let end = runs.get(r + 1).filter(|_| r + 1 < n_runs).map_or(block.len(), |x| x.0);
+                for l in &mut looked[start..end] {
+                    l.0 = rank;
+                }
+            }
+            for (j, ((id, bid), &(rank, denom))) in block.iter().zip(looked.iter()).enumerate() {
+                let pos = (b * BLOCK + j) as u32;
+                if next_dropped.next_if_eq(&pos).is_some() {
+                    continue;
+                }
+                let reject = |reason| Excluded { kind: InputKind::Bid, id: *id, reason };
+                let Some(slot) = slots.get(rank as usize).filter(|s| s.order != NONE) else {
+                    excluded.push(reject(ExcludedReason::UnknownOrder));
+                    continue;
+                };
+                let Some(pi) = provider_index.find(&bid.provider) else {
+                    excluded.push(reject(ExcludedReason::NoProviderSnapshot));
+                    continue;
+                };
+                if denom != slot.denom {
+                    excluded.push(reject(ExcludedReason::DenomMismatch));
+                    continue;
+                }
+                let p = &providers[pi];
+                let stage = if bid.price_per_hour.amount > slot.max_price {
+                    STAGE_OVER_PRICE
+                } else if p.uptime_bps < slot.min_uptime
+                    || !slot
+                        .attrs
+                        .and_then(|(s, e)| order_attrs.get(s as usize..e as usize))
+                        .is_some_and(|want| want.iter().all(|a| p.attrs.binary_search(a).is_ok()))
+                {
+                    STAGE_PLACEMENT
+                } else {
+                    STAGE_ELIGIBLE
+                };
+                let oi = slot.order as usize;
+                best_stage[oi] = best_stage[oi].max(stage);
+                if stage == STAGE_ELIGIBLE {
+                    eligible[oi] += 1;
+                    staged.push((slot.order, pos, pi as u32));
+                }
             }
         }
-        let mut warm = 0u32;
-        for run in &mut runs[..n_runs] {
-            run.1 = find_order(&block[run.0].1.order_id).map_or(NONE, |i| i as u32);
-            warm ^= slots.get(run.1 as usize).map_or(0, |s| s.order);
-        }
-        std::hint::black_box(warm);
-        for (r, &(start, rank)) in runs[..n_runs].iter().enumerate() {
-            let end = runs.get(r + 1).filter(|_| r + 1 < n_runs).map_or(block.len(), |x| x.0);
-            for l in &mut looked[start..end] {
-                l.0 = rank;
-            }
-        }
-        for (j, ((id, bid), &(rank, denom))) in block.iter().zip(looked.iter()).enumerate() {
-            let pos = (b * BLOCK + j) as u32;
-            if next_dropped.next_if_eq(&pos).is_some() {
-                continue;
-            }
-            let reject = |reason| Excluded { kind: InputKind::Bid, id: *id, reason };
-            let Some(slot) = slots.get(rank as usize).filter(|s| s.order != NONE) else {
-                excluded.push(reject(ExcludedReason::UnknownOrder));
-                continue;
-            };
-            let Some(pi) = provider_index.find(&bid.provider) else {
-                excluded.push(reject(ExcludedReason::NoProviderSnapshot));
-                continue;
-            };
-            if denom != slot.denom {
-                excluded.push(reject(ExcludedReason::DenomMismatch));
-                continue;
-            }
-            let p = &providers[pi];
-            let stage = if bid.price_per_hour.amount > slot.max_price {
-                STAGE_OVER_PRICE
-            } else if p.uptime_bps < slot.min_uptime
-                || !slot
-                    .attrs
-                    .and_then(|(s, e)| order_attrs.get(s as usize..e as usize))
-                    .is_some_and(|want| want.iter().all(|a| p.attrs.binary_search(a).is_ok()))
-            {
-                STAGE_PLACEMENT
-            } else {
-                STAGE_ELIGIBLE
-            };
-            let oi = slot.order as usize;
-            best_stage[oi] = best_stage[oi].max(stage);
-            if stage == STAGE_ELIGIBLE {
-                eligible[oi] += 1;
-                staged.push((slot.order, pos, pi as u32));
-            }
-        }
+        Staged { staged, eligible, best_stage }
     }
+}
 
-    // Group by order (a counting sort), then cheapest first within each order.
+/// Groups the eligible bids by order (a counting sort), then cheapest first within each order,
+/// and records each order's range, eligible count and best stage.
+fn rank_cands(input: &EpochInput, orders: &mut [POrder], staged: Staged, salt: &Hash) -> Vec<Cand> {
+    let Staged { staged, eligible, best_stage } = staged;
     let mut starts = vec![0u32; orders.len() + 1];
     for i in 0..orders.len() {
         starts[i + 1] = starts[i] + eligible[i];
@@ -868,9 +958,7 @@ pub(crate) fn prepare(input: &EpochInput) -> Prepared<'_> {
             }
         }
     }
-
-    excluded.sort_unstable();
-    Prepared { input, orders, providers, denoms, groups, cands, excluded, ids, inputs_digest }
+    cands
 }
 
 /// One order in integer form (the caller checked it is valid).
