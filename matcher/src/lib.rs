@@ -34,6 +34,7 @@
 pub mod batch_check;
 pub mod epoch;
 pub mod exact;
+pub mod fit;
 pub mod greedy;
 pub mod input;
 pub mod market;

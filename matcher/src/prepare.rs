@@ -30,6 +30,7 @@ use leasemesh_protocol::{
 };
 use serde::Serialize;
 
+use crate::fit::{covers, spec_accepts};
 use crate::input::{EpochInput, InputIds};
 use crate::outcome::{Excluded, ExcludedReason, InputKind};
 
@@ -132,11 +133,10 @@ pub(crate) struct GpuReq {
 impl GpuReq {
     pub fn accepts(&self, p: &Pool<'_>) -> bool {
         p.vendor == self.vendor
-            && self.specs.iter().any(|s| {
-                s.model.is_none_or(|m| m == p.model)
-                    && p.vram >= s.min_vram
-                    && s.iface.is_none_or(|i| i == p.iface)
-            })
+            && self
+                .specs
+                .iter()
+                .any(|s| spec_accepts(s.model, s.min_vram, s.iface, p.model, p.vram, p.iface))
     }
 }
 
@@ -165,7 +165,7 @@ impl GroupReq {
     /// `min(limit, fit_without_gpus(h))`, without dividing in the common cases (nothing fits,
     /// or only one replica is wanted).
     pub fn fit_at_most(&self, h: &HostState<'_>, limit: u64) -> u64 {
-        if h.cpu < self.cpu || h.mem < self.mem || h.eph < self.eph || limit == 0 {
+        if !covers([h.cpu, h.mem, h.eph], [self.cpu, self.mem, self.eph]) || limit == 0 {
             return 0;
         }
         if self.tee.is_some_and(|t| !h.tee.contains(&t)) {
@@ -489,7 +489,7 @@ fn denom_index(denoms: &[&str], denom: &str) -> u32 {
     NONE
 }
 
-fn order_is_valid(o: &Order) -> bool {
+pub(crate) fn order_is_valid(o: &Order) -> bool {
     !o.groups.is_empty()
         && o.groups
             .iter()
@@ -638,7 +638,7 @@ fn provider_form<'a>(info: &'a ProviderInfo, uptime_bps: u16, names: &Names<'_>)
 }
 
 /// What is free on one host in integer form: storage per interned class, GPUs pooled by kind.
-fn host_form<'a>(h: &'a Host, intern: &impl Fn(&str) -> Option<u32>) -> HostState<'a> {
+pub(crate) fn host_form<'a>(h: &'a Host, intern: &impl Fn(&str) -> Option<u32>) -> HostState<'a> {
     // Small vectors, not maps: a host has a few storage classes and GPU kinds.
     let mut storage: Vec<(u32, u64)> = Vec::new();
     for s in &h.free.persistent_storage {
@@ -962,7 +962,7 @@ fn rank_cands(input: &EpochInput, orders: &mut [POrder], staged: Staged, salt: &
 }
 
 /// One order in integer form (the caller checked it is valid).
-fn order_form(
+pub(crate) fn order_form(
     id: Id,
     o: &Order,
     intern: &impl Fn(&str) -> Option<u32>,

@@ -1,9 +1,9 @@
-//! The fit rule: where the replicas of an order go on a provider's free hosts. Pure: plain data
-//! in, a [`Plan`] out.
+//! Plans with concrete GPU devices. Where replicas go is the matcher's rule
+//! ([`leasemesh_matcher::fit`]); this module turns its assignments into devices, replica by
+//! replica, with the same leaf checks. Pure: plain data in, a [`Plan`] out.
 
-use std::collections::BTreeMap;
-
-use leasemesh_protocol::{Assignment, Gpu, GpuRequest, Order, Resources, TeeKind};
+use leasemesh_matcher::fit::{covers, gpu_accepts};
+use leasemesh_protocol::{Assignment, Gpu, GpuInterface, GpuRequest, Resources, TeeKind};
 use serde::{Deserialize, Serialize};
 
 /// What is free on one host, as placement sees it.
@@ -67,33 +67,20 @@ impl Plan {
     }
 }
 
-/// True if `gpu` is one the request accepts: same vendor, a listed model (any if none listed),
-/// enough VRAM, the right interface.
-pub fn gpu_acceptable(req: &GpuRequest, gpu: &Gpu) -> bool {
-    if gpu.vendor != req.vendor {
-        return false;
-    }
-    if req.models.is_empty() {
-        return true;
-    }
-    req.models.iter().any(|m| {
-        m.name == gpu.model
-            && gpu.vram_bytes >= m.min_vram_bytes
-            && m.interface.is_none_or(|i| i == gpu.interface)
-    })
-}
-
-/// Picks `units` free GPUs of one acceptable model on a host: models in name order, devices in
-/// id order, so the choice is deterministic.
+/// Picks `units` free GPUs of one acceptable kind on a host, as the matcher does: pools of
+/// identical devices (VRAM, vendor, model, interface) smallest VRAM first, the first pool with
+/// enough free devices, its devices in id order. So an award's GPUs, taken replica by replica,
+/// are always found where the matcher counted them.
 fn pick_gpus(req: &GpuRequest, free: &[Gpu]) -> Option<(String, Vec<String>)> {
-    let mut by_model: BTreeMap<&str, Vec<&Gpu>> = BTreeMap::new();
-    for g in free.iter().filter(|g| gpu_acceptable(req, g)) {
-        by_model.entry(g.model.as_str()).or_default().push(g);
+    fn kind(g: &Gpu) -> (u64, &str, &str, GpuInterface) {
+        (g.vram_bytes, &g.vendor, &g.model, g.interface)
     }
     let units = usize::try_from(req.units).ok()?;
-    by_model.into_iter().find(|(_, gs)| gs.len() >= units).map(|(model, gs)| {
-        (model.to_string(), gs.iter().take(units).map(|g| g.id.clone()).collect())
-    })
+    let mut acceptable: Vec<&Gpu> = free.iter().filter(|g| gpu_accepts(req, g)).collect();
+    acceptable.sort_unstable_by(|a, b| kind(a).cmp(&kind(b)).then_with(|| a.id.cmp(&b.id)));
+    let pool = acceptable.chunk_by(|a, b| kind(a) == kind(b)).find(|pool| pool.len() >= units)?;
+    let model = pool.first().map_or_else(String::new, |g| g.model.clone());
+    Some((model, pool.iter().take(units).map(|g| g.id.clone()).collect()))
 }
 
 /// Takes one replica's resources out of a host if they fit; returns the GPU model and ids.
@@ -101,9 +88,8 @@ pub(super) fn take_replica(
     host: &mut FreeHost,
     r: &Resources,
 ) -> Option<(Option<String>, Vec<String>)> {
-    if r.cpu_millis > host.cpu_millis
-        || r.memory_bytes > host.memory_bytes
-        || r.ephemeral_storage_bytes > host.ephemeral_storage_bytes
+    let free = [host.cpu_millis, host.memory_bytes, host.ephemeral_storage_bytes];
+    if !covers(free, [r.cpu_millis, r.memory_bytes, r.ephemeral_storage_bytes])
         || r.tee.is_some_and(|t| !host.tee.contains(&t))
     {
         return None;
@@ -134,35 +120,4 @@ pub(super) fn take_replica(
         }
         None => (None, Vec::new()),
     })
-}
-
-/// Places every replica of every group on the hosts (first fit, hosts in name order, groups in
-/// order). `None` if some replica fits nowhere. `hosts` is not changed.
-pub fn place(order: &Order, hosts: &[FreeHost]) -> Option<Plan> {
-    place_owned(order, hosts.to_vec())
-}
-
-/// [`place`] on a copy the caller no longer needs (saves cloning it again on the bid path).
-pub(super) fn place_owned(order: &Order, mut free: Vec<FreeHost>) -> Option<Plan> {
-    let mut slots: BTreeMap<(u32, usize, Option<String>), Vec<Vec<String>>> = BTreeMap::new();
-    for (gi, group) in order.groups.iter().enumerate() {
-        let gi = u32::try_from(gi).ok()?;
-        for _ in 0..group.count {
-            let (hi, (model, ids)) = free
-                .iter_mut()
-                .enumerate()
-                .find_map(|(hi, h)| take_replica(h, &group.resources).map(|t| (hi, t)))?;
-            slots.entry((gi, hi, model)).or_default().push(ids);
-        }
-    }
-    let slots = slots
-        .into_iter()
-        .map(|((group, hi, gpu_model), replica_gpus)| Slot {
-            group,
-            host: free[hi].name.clone(),
-            replica_gpus,
-            gpu_model,
-        })
-        .collect();
-    Some(Plan { slots })
 }

@@ -6,13 +6,13 @@
 //! at once when another provider wins. An award turns the reservation into an allocation that
 //! lives until the lease closes.
 //!
-//! The fit rule ([`place`]) is the same one the matcher applies: every replica fits on one host,
+//! The fit rule is the matcher's ([`leasemesh_matcher::fit`]): every replica fits on one host,
 //! all GPUs of one replica are of one acceptable model on that host (vendor, VRAM, interface).
 //!
 //! GPUs come from the config or from NVML (behind [`GpuProbe`], so tests use a fake). No I/O
 //! here besides the probe; everything else is plain data and `now` in milliseconds.
 //!
-//! Modules: [`config`] (the operator's hosts), [`probe`] (NVML), [`fit`] (the placement rule),
+//! Modules: [`config`] (the operator's hosts), [`probe`] (NVML), [`fit`] (GPU devices for a placement),
 //! and here the inventory itself and the signed provider info built from it.
 
 pub mod config;
@@ -24,14 +24,14 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use leasemesh_protocol::{
-    Assignment, Attribute, Capacity, Gpu, Host, Id, Keypair, Order, ProviderInfo, Resources,
-    Signed, StorageClassCapacity, TeeKind,
+    Assignment, Attribute, Capacity, Gpu, GpuModelSpec, Host, Id, Keypair, Order, ProviderInfo,
+    Resources, Signed, StorageClassCapacity,
 };
 use serde::{Deserialize, Serialize};
 
 pub use config::{GpuConfig, HostConfig, ReservedConfig};
-pub use fit::{gpu_acceptable, place, FreeHost, Plan, Slot};
-use fit::{place_owned, take_replica};
+use fit::take_replica;
+pub use fit::{FreeHost, Plan, Slot};
 pub use probe::{
     gpus_from_detected, normalize_gpu_model, DetectedGpu, GpuProbe, NvmlProbe, ProbeError,
 };
@@ -94,17 +94,11 @@ struct HostState {
     system: ReservedConfig,
     /// Allocated plus reserved.
     used: Usage,
-    /// Sorted, without repeats.
-    tee: Vec<TeeKind>,
 }
 
 impl HostState {
+    /// What is free: total − system reserve − allocated − reserved.
     fn free(&self) -> FreeHost {
-        self.free_with(true)
-    }
-
-    /// What is free; GPUs only when `with_gpus` (an order without GPUs needs no device list).
-    fn free_with(&self, with_gpus: bool) -> FreeHost {
         let sub = |t: u64, s: u64, u: u64| t.saturating_sub(s).saturating_sub(u);
         FreeHost {
             name: self.name.clone(),
@@ -128,17 +122,29 @@ impl HostState {
                     (s.class.clone(), s.bytes.saturating_sub(used))
                 })
                 .collect(),
-            gpus: if with_gpus {
-                self.total
-                    .gpus
-                    .iter()
-                    .filter(|g| !self.used.gpus.contains(&g.id))
-                    .cloned()
-                    .collect()
-            } else {
-                Vec::new()
-            },
-            tee: self.tee.clone(),
+            gpus: self
+                .total
+                .gpus
+                .iter()
+                .filter(|g| !self.used.gpus.contains(&g.id))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// [`HostState::free`] as the protocol's capacity (what the provider info advertises).
+    fn free_capacity(&self) -> Capacity {
+        let f = self.free();
+        Capacity {
+            cpu_millis: f.cpu_millis,
+            memory_bytes: f.memory_bytes,
+            ephemeral_storage_bytes: f.ephemeral_storage_bytes,
+            persistent_storage: f
+                .persistent_storage
+                .into_iter()
+                .map(|(class, bytes)| StorageClassCapacity { class, bytes })
+                .collect(),
+            gpus: f.gpus,
         }
     }
 }
@@ -254,12 +260,6 @@ impl Inventory {
                 },
                 system: h.system_reserved.clone(),
                 used: Usage::default(),
-                tee: {
-                    let mut t = h.tee.clone();
-                    t.sort();
-                    t.dedup();
-                    t
-                },
             });
         }
         states.sort_by(|a, b| a.name.cmp(&b.name));
@@ -279,10 +279,25 @@ impl Inventory {
         self.hosts.iter().map(HostState::free).collect()
     }
 
-    /// Where the order would go now, without taking anything.
+    /// Where the order would go now, without taking anything: the matcher's fit rule
+    /// ([`leasemesh_matcher::fit::place`]) on the capacity this provider advertises, turned into
+    /// concrete GPU devices. So the provider bids exactly when the matcher would find the bid
+    /// feasible, and reserves what an award of it takes.
     pub fn plan(&self, order: &Order) -> Option<Plan> {
-        let with_gpus = order.groups.iter().any(|g| g.resources.gpu.is_some());
-        place_owned(order, self.hosts.iter().map(|h| h.free_with(with_gpus)).collect())
+        let assignments = leasemesh_matcher::fit::place(order, &self.free_as_hosts())?;
+        self.plan_assignments(order, &assignments).ok()
+    }
+
+    /// What is free on each host, as the matcher's rule reads it (totals left empty: unused).
+    fn free_as_hosts(&self) -> Vec<Host> {
+        self.hosts
+            .iter()
+            .map(|h| Host {
+                name: h.name.clone(),
+                total: Capacity::default(),
+                free: h.free_capacity(),
+            })
+            .collect()
     }
 
     /// Holds a plan's resources for an open bid until `expires_at_ms`.
@@ -411,7 +426,14 @@ impl Inventory {
                 .map_err(|_| InventoryError::UnknownHost(a.host.clone()))?;
             let mut r = group.resources.clone();
             if let (Some(req), Some(model)) = (&mut r.gpu, &a.gpu_model) {
-                // Only the awarded model counts.
+                // Only the awarded model counts (any model of the vendor when none is listed).
+                if req.models.is_empty() {
+                    req.models.push(GpuModelSpec {
+                        name: model.clone(),
+                        min_vram_bytes: 0,
+                        interface: None,
+                    });
+                }
                 req.models.retain(|m| &m.name == model);
                 if req.models.is_empty() {
                     return Err(InventoryError::AwardDoesNotFit(format!(
@@ -448,6 +470,9 @@ impl Inventory {
                 )));
             }
         }
+        slots.sort_by(|a, b| {
+            (a.group, &a.host, &a.gpu_model).cmp(&(b.group, &b.host, &b.gpu_model))
+        });
         Ok(Plan { slots })
     }
 
@@ -493,25 +518,7 @@ impl Inventory {
     pub fn hosts(&self) -> Vec<Host> {
         self.hosts
             .iter()
-            .map(|h| {
-                let f = h.free();
-                Host {
-                    name: h.name.clone(),
-                    total: h.total.clone(),
-                    free: Capacity {
-                        cpu_millis: f.cpu_millis,
-                        memory_bytes: f.memory_bytes,
-                        ephemeral_storage_bytes: f.ephemeral_storage_bytes,
-                        persistent_storage: f
-                            .persistent_storage
-                            .into_iter()
-                            .map(|(class, bytes)| StorageClassCapacity { class, bytes })
-                            .collect(),
-                        gpus: f.gpus,
-                    },
-                    tee: f.tee,
-                }
-            })
+            .map(|h| Host { name: h.name.clone(), total: h.total.clone(), free: h.free_capacity() })
             .collect()
     }
 }
@@ -548,19 +555,18 @@ pub fn provider_info(
     sequence: u64,
     now_ms: u64,
 ) -> Signed<ProviderInfo> {
-    let mut info = ProviderInfo {
-        version: leasemesh_protocol::v(),
-        provider: identity.key.public(),
-        sequence,
-        created_at_ms: now_ms,
-        attributes: identity.attributes.clone(),
-        hosts: inventory.hosts(),
-        api_endpoint: identity.api_endpoint.clone(),
-        chain_address: identity.chain_address.clone(),
-        encryption_key: identity.encryption_key,
-    };
-    // Version 2 when a host offers a TEE: a node that cannot read it never takes the host for
-    // a plain one.
-    info.version = info.wire_version();
-    Signed::sign(info, &identity.key)
+    Signed::sign(
+        ProviderInfo {
+            version: leasemesh_protocol::v(),
+            provider: identity.key.public(),
+            sequence,
+            created_at_ms: now_ms,
+            attributes: identity.attributes.clone(),
+            hosts: inventory.hosts(),
+            api_endpoint: identity.api_endpoint.clone(),
+            chain_address: identity.chain_address.clone(),
+            encryption_key: identity.encryption_key,
+        },
+        &identity.key,
+    )
 }
