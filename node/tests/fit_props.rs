@@ -70,6 +70,7 @@ fn host(i: usize) -> impl Strategy<Value = HostConfig> {
             },
             gpus,
             detect_gpus: false,
+            tee: Vec::new(),
         },
     )
 }
@@ -120,6 +121,7 @@ fn group(i: usize) -> impl Strategy<Value = ServiceGroup> {
                 memory_bytes: mem * GIB / 2,
                 ephemeral_storage_bytes: GIB,
                 persistent_storage: volume.into_iter().collect(),
+                tee: None,
                 gpu,
             },
         })

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use leasemesh_protocol::{
     Assignment, Attribute, Capacity, Gpu, GpuModelSpec, Host, Id, Keypair, Order, ProviderInfo,
-    Resources, Signed, StorageClassCapacity,
+    Resources, Signed, StorageClassCapacity, TeeKind,
 };
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +94,8 @@ struct HostState {
     system: ReservedConfig,
     /// Allocated plus reserved.
     used: Usage,
+    /// Sorted, without repeats.
+    tee: Vec<TeeKind>,
 }
 
 impl HostState {
@@ -129,6 +131,7 @@ impl HostState {
                 .filter(|g| !self.used.gpus.contains(&g.id))
                 .cloned()
                 .collect(),
+            tee: self.tee.clone(),
         }
     }
 
@@ -260,6 +263,12 @@ impl Inventory {
                 },
                 system: h.system_reserved.clone(),
                 used: Usage::default(),
+                tee: {
+                    let mut t = h.tee.clone();
+                    t.sort();
+                    t.dedup();
+                    t
+                },
             });
         }
         states.sort_by(|a, b| a.name.cmp(&b.name));
@@ -296,6 +305,7 @@ impl Inventory {
                 name: h.name.clone(),
                 total: Capacity::default(),
                 free: h.free_capacity(),
+                tee: h.tee.clone(),
             })
             .collect()
     }
@@ -518,7 +528,12 @@ impl Inventory {
     pub fn hosts(&self) -> Vec<Host> {
         self.hosts
             .iter()
-            .map(|h| Host { name: h.name.clone(), total: h.total.clone(), free: h.free_capacity() })
+            .map(|h| Host {
+                name: h.name.clone(),
+                total: h.total.clone(),
+                free: h.free_capacity(),
+                tee: h.tee.clone(),
+            })
             .collect()
     }
 }
@@ -555,18 +570,19 @@ pub fn provider_info(
     sequence: u64,
     now_ms: u64,
 ) -> Signed<ProviderInfo> {
-    Signed::sign(
-        ProviderInfo {
-            version: leasemesh_protocol::v(),
-            provider: identity.key.public(),
-            sequence,
-            created_at_ms: now_ms,
-            attributes: identity.attributes.clone(),
-            hosts: inventory.hosts(),
-            api_endpoint: identity.api_endpoint.clone(),
-            chain_address: identity.chain_address.clone(),
-            encryption_key: identity.encryption_key,
-        },
-        &identity.key,
-    )
+    let mut info = ProviderInfo {
+        version: leasemesh_protocol::v(),
+        provider: identity.key.public(),
+        sequence,
+        created_at_ms: now_ms,
+        attributes: identity.attributes.clone(),
+        hosts: inventory.hosts(),
+        api_endpoint: identity.api_endpoint.clone(),
+        chain_address: identity.chain_address.clone(),
+        encryption_key: identity.encryption_key,
+    };
+    // Version 2 when a host offers a TEE: a node that cannot read it never takes the host for
+    // a plain one.
+    info.version = info.wire_version();
+    Signed::sign(info, &identity.key)
 }
