@@ -189,6 +189,7 @@ impl Keypair {
     }
 
     /// A key derived from a label, for tests, samples and benches only.
+    #[cfg(any(test, feature = "test-utils"))]
     pub fn from_seed_label(label: &str) -> Keypair {
         Keypair::from_secret(*Hash::domain("leasemesh/test-key", &[label.as_bytes()]).as_bytes())
     }

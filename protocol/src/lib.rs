@@ -21,6 +21,7 @@ pub mod crypto;
 pub mod manifest;
 pub mod merkle;
 pub mod proof;
+#[cfg(any(test, feature = "test-utils"))]
 pub mod samples;
 pub mod sdl;
 pub mod seal;

@@ -26,4 +26,5 @@ pub mod cosmos;
 pub mod journal;
 pub mod ledger;
 pub mod round;
+#[cfg(any(test, feature = "test-utils"))]
 pub mod samples;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use leasemesh_protocol::sdl::{self, OrderParams, SdlError, SdlWarning, DEFAULT_BLOCK_TIME_MS};
-use leasemesh_protocol::Keypair;
+use leasemesh_protocol::{Hash, Keypair};
 use serde::Serialize;
 
 use super::{CmdResult, Ctx};
@@ -61,8 +61,12 @@ pub fn check_file(path: &std::path::Path, block_time_ms: u64) -> FileReport {
         },
         Err(e) => return FileReport { file, outcome: Err(format!("cannot read the file: {e}")) },
     };
-    let mut params =
-        OrderParams::new(Keypair::from_seed_label("leasemesh-sdl-check").public(), "sdl-check");
+    // A fixed stand-in tenant: the check only converts, nothing is signed or sent. The same
+    // derivation as `Keypair::from_seed_label` (test-only), so the report is unchanged.
+    let tenant = Keypair::from_secret(
+        *Hash::domain("leasemesh/test-key", &[b"leasemesh-sdl-check".as_slice()]).as_bytes(),
+    );
+    let mut params = OrderParams::new(tenant.public(), "sdl-check");
     params.block_time_ms = block_time_ms;
     let converted = sdl::parse(&text).and_then(|parsed| {
         let d = sdl::to_orders(&parsed, &params)?;

@@ -13,6 +13,7 @@
 //! What this module does not do: networking, storage, HTTP. The node owns those and calls in.
 
 pub mod bid;
+#[cfg(any(test, feature = "test-utils"))]
 pub mod fixtures;
 pub mod inventory;
 pub mod lease;
