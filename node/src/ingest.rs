@@ -524,8 +524,10 @@ impl Ingest {
             Ok(false) => Outcome::new(Reason::Duplicate, Some(id), "already known"),
             Ok(true) => {
                 let state = LeaseState::after(&s.body.kind);
-                // Failed and closed are final; otherwise the latest event sets the state.
-                if !lease.state.is_final() {
+                // Failed and closed are final; otherwise a lease only moves forward. Gossip
+                // does not keep the provider's order: a ManifestAccepted that arrives after its
+                // Running must not take a running lease back.
+                if !lease.state.is_final() && state > lease.state {
                     lease.state = state;
                     lease.updated_at_ms = s.body.at_ms;
                     if let Err(e) = self.store.put_lease(&lease) {
@@ -644,6 +646,26 @@ mod tests {
         let stranger = Signed::sign(samples::lease_event(), &Keypair::from_seed_label("x"));
         let r = ing.ingest(Kind::LeaseEvent, &[&stranger.encode()], NOW);
         assert_eq!(r[0].reason, Reason::WrongSigner);
+    }
+
+    /// Events reach a node in any order: a lease's state never goes back, whichever of the
+    /// provider's ManifestAccepted and Running arrives first.
+    #[test]
+    fn a_late_manifest_accepted_does_not_take_a_running_lease_back() {
+        let ing = ingest();
+        ing.ingest(Kind::Order, &[&samples::signed_order().encode()], NOW);
+        let batch = Signed::sign(samples::match_batch(), &samples::settler_key());
+        assert_eq!(ing.ingest(Kind::MatchBatch, &[&batch.encode()], NOW)[0].reason, Reason::Ok);
+        let lease_id = samples::award().lease_id();
+        let running = Signed::sign(samples::lease_event(), &samples::provider_key());
+        let mut accepted = samples::lease_event();
+        accepted.kind = LeaseEventKind::ManifestAccepted;
+        accepted.at_ms -= 1;
+        let accepted = Signed::sign(accepted, &samples::provider_key());
+        assert_eq!(ing.ingest(Kind::LeaseEvent, &[&running.encode()], NOW)[0].reason, Reason::Ok);
+        assert_eq!(ing.ingest(Kind::LeaseEvent, &[&accepted.encode()], NOW)[0].reason, Reason::Ok);
+        assert_eq!(ing.store().lease(&lease_id).unwrap().unwrap().state, LeaseState::Running);
+        assert_eq!(ing.store().lease_events(&lease_id).unwrap().len(), 2, "both events kept");
     }
 
     /// Only a genesis settler may close a lease for lack of funds or for its provider's
