@@ -168,26 +168,31 @@ mod tests {
     use crate::provider::pricing::Rates;
     use leasemesh_protocol::{samples, Attribute, GpuInterface, Keypair, TeeKind};
 
-    fn gpu_engine() -> BidEngine {
-        let mut host = HostConfig {
+    /// The one host of the GPU tests: an a100 with 40 GiB, declaring `tee`.
+    fn gpu_host(tee: Vec<TeeKind>) -> HostConfig {
+        HostConfig {
             name: "gpu-1".into(),
             cpu_millis: 32_000,
             memory_bytes: 128 * GIB,
             ephemeral_storage_bytes: 1000 * GIB,
             persistent_storage: [("beta3".to_string(), 1000 * GIB)].into(),
             detect_gpus: false,
+            tee,
+            gpus: vec![GpuConfig {
+                id: "GPU-1".into(),
+                model: "a100".into(),
+                vram_bytes: 40 * GIB,
+                interface: GpuInterface::Sxm,
+                ..GpuConfig::default()
+            }],
             ..HostConfig::default()
-        };
-        host.gpus = vec![GpuConfig {
-            id: "GPU-1".into(),
-            model: "a100".into(),
-            vram_bytes: 40 * GIB,
-            interface: GpuInterface::Sxm,
-            ..GpuConfig::default()
-        }];
+        }
+    }
+
+    fn gpu_engine() -> BidEngine {
         let mut rates = Rates::default();
         rates.gpu_by_model.insert("a100".into(), 100_000);
-        engine(vec![host], rates).unwrap()
+        engine(vec![gpu_host(Vec::new())], rates).unwrap()
     }
 
     #[test]
@@ -274,24 +279,7 @@ mod tests {
 
     /// The GPU engine's host, declaring `tee`.
     fn tee_inventory(tee: Vec<TeeKind>) -> Inventory {
-        let mut hosts = vec![HostConfig {
-            name: "gpu-1".into(),
-            cpu_millis: 32_000,
-            memory_bytes: 128 * GIB,
-            ephemeral_storage_bytes: 1000 * GIB,
-            persistent_storage: [("beta3".to_string(), 1000 * GIB)].into(),
-            detect_gpus: false,
-            tee,
-            ..HostConfig::default()
-        }];
-        hosts[0].gpus = vec![GpuConfig {
-            id: "GPU-1".into(),
-            model: "a100".into(),
-            vram_bytes: 40 * GIB,
-            interface: GpuInterface::Sxm,
-            ..GpuConfig::default()
-        }];
-        Inventory::from_config(&hosts, &crate::provider::fixtures::NoGpus).unwrap().0
+        Inventory::from_config(&[gpu_host(tee)], &crate::provider::fixtures::NoGpus).unwrap().0
     }
 
     #[test]
